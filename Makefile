@@ -1,0 +1,37 @@
+# mmgt developer commands. `make setup` is idempotent and quick when nothing changed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-slow lint format bench clean demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/cpu.txt
+	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks scripts
+
+bench: setup
+	$(BIN)/python benchmarks/bench_render.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Pose layer: keypoint layout, converters, detection, normalisation, rendering and THE motion-mask definition."""
