@@ -1,0 +1,296 @@
+"""mmgt.utils.video_io: exact frame counts and timestamps, audio muxing, fps resampling, images, failures."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmgt.errors import MediaError, MmgtError
+from mmgt.utils.audio_io import load_audio
+from mmgt.utils.files import sha256_file
+from mmgt.utils.video_io import (
+    VideoInfo,
+    VideoWriter,
+    iter_video_frames,
+    probe_video,
+    read_image,
+    read_video_frames,
+    save_video,
+)
+
+SR = 16_000
+
+
+def _smooth_frames(n: int, size: int = 64) -> np.ndarray:
+    """(n, size, size, 3) uint8 gradients that drift by 3 levels per frame: easy for H.264, distinct per frame."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    frames = [np.stack([(xx * 2 + 3 * i) % 256, yy * 2, np.full_like(xx, 128)], axis=-1) for i in range(n)]
+    return np.stack(frames).astype(np.uint8)
+
+
+def _flat_frames(n: int, size: int = 32) -> np.ndarray:
+    """(n, size, size, 3) uint8 flat grey frames; frame i has level 10 + 6 i, so a decoded frame names its index."""
+    return np.stack([np.full((size, size, 3), 10 + 6 * i, np.uint8) for i in range(n)])
+
+
+def _source_indices(frames: np.ndarray) -> list[int]:
+    return [round((float(f.mean()) - 10) / 6) for f in frames]
+
+
+def _tone(seconds: float, hz: float = 440.0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * hz * np.arange(round(seconds * SR)) / SR)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("audio_seconds", [0.8, 1.3, 0.5], ids=["exact", "longer", "shorter"])
+def test_mp4_round_trip_with_audio(tmp_path: Path, audio_seconds: float) -> None:
+    frames = _smooth_frames(20)  # 20 frames at 25 fps = 0.8 s
+    path = save_video(tmp_path / "out.mp4", frames, fps=25, audio=_tone(audio_seconds), sample_rate=SR)
+
+    info = probe_video(path)
+    assert info.num_frames == 20 and info.fps == 25.0 and (info.width, info.height) == (64, 64)
+    assert info.duration_s == pytest.approx(0.8, abs=1e-3)
+    assert info.has_audio and info.audio_duration_s == pytest.approx(0.8, abs=0.04)
+    decoded = read_video_frames(path)
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - frames).mean() < 3
+
+    audio = load_audio(path)
+    assert len(audio) == pytest.approx(0.8 * SR, abs=0.04 * SR)
+    tone_part = audio[: int(min(audio_seconds, 0.8) * SR) - 1600]
+    assert np.abs(tone_part).max() > 0.4  # the tone survives AAC
+    if audio_seconds < 0.8:  # padded with silence after the audio ends
+        assert np.abs(audio[int(audio_seconds * SR) + 1600 :]).max() < 0.02
+
+
+def test_video_timestamps_are_frame_indices(tmp_path: Path) -> None:
+    path = save_video(tmp_path / "ts.mp4", _flat_frames(5), fps=25)
+    with av.open(str(path)) as container:
+        times = [frame.pts * frame.time_base for frame in container.decode(video=0)]
+    assert times == [Fraction(i, 25) for i in range(5)]
+
+
+def test_streaming_writer_matches_one_batch(tmp_path: Path) -> None:
+    frames, audio = _smooth_frames(20), _tone(1.0)
+    batch = save_video(tmp_path / "batch.mp4", frames, audio=audio)
+    with VideoWriter(tmp_path / "chunks.mp4", audio=audio) as writer:
+        writer.write(frames[0])
+        writer.write(frames[1:6])
+        writer.write(frames[6:])
+        assert writer.num_frames == 20
+    chunks = tmp_path / "chunks.mp4"
+
+    assert probe_video(chunks) == probe_video(batch)
+    np.testing.assert_array_equal(read_video_frames(chunks), read_video_frames(batch))
+    assert sha256_file(chunks) == sha256_file(batch)  # x264 is deterministic: the same input gives the same bytes
+
+
+def test_save_video_accepts_an_iterable_of_frames_and_batches(tmp_path: Path) -> None:
+    frames = _flat_frames(6)
+    path = save_video(tmp_path / "it.mkv", iter([frames[0], frames[1:4], frames[4], frames[5:]]), fps=10)
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.has_audio, info.audio_duration_s) == (6, 10.0, False, None)
+    assert info.duration_s == pytest.approx(0.6, abs=1e-3)
+    assert _source_indices(read_video_frames(path)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_odd_sizes_are_padded_by_edge_replication(tmp_path: Path) -> None:
+    frame = np.zeros((31, 45, 3), np.uint8)
+    frame[:, -1] = 200  # the last column, which the padding repeats
+    with VideoWriter(tmp_path / "odd.mp4") as writer:
+        writer.write(np.stack([frame, frame]))
+        assert writer.size == (46, 32)
+    decoded = read_video_frames(tmp_path / "odd.mp4")
+    assert decoded.shape == (2, 32, 46, 3)
+    assert np.abs(decoded[0, :, -2:].astype(int) - 200).mean() < 8  # the padded column repeats its neighbour
+    assert np.abs(decoded[0, :, :40].astype(int)).mean() < 3
+
+
+def test_audio_at_a_rate_aac_cannot_code_is_resampled(tmp_path: Path) -> None:
+    audio = (0.5 * np.sin(2 * np.pi * 440 * np.arange(10_000) / 10_000)).astype(np.float32)  # 1 s at 10 kHz
+    path = save_video(tmp_path / "r.mp4", _flat_frames(25), audio=audio, sample_rate=10_000)
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].sample_rate == 48_000
+    assert probe_video(path).audio_duration_s == pytest.approx(1.0, abs=0.04)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Frame-rate resampling
+# ---------------------------------------------------------------------------------------------------------------------
+def test_fps_resampling_drops_frames(tmp_path: Path) -> None:
+    path = save_video(tmp_path / "v50.mp4", _flat_frames(40), fps=50)
+    out = read_video_frames(path, fps=25)
+    assert out.shape == (20, 32, 32, 3)
+    assert _source_indices(out) == list(range(0, 40, 2))  # output k at k/25 s shows source frame 2k
+
+
+def test_fps_resampling_repeats_frames(tmp_path: Path) -> None:
+    path = save_video(tmp_path / "v10.mp4", _flat_frames(7), fps=10)  # 0.7 s -> round(17.5) = 18 frames
+    out = list(iter_video_frames(path, fps=25))
+    assert len(out) == 18
+    # Output k at k/25 s lies in source frame floor(k * 10 / 25).
+    assert _source_indices(np.stack(out)) == [k * 10 // 25 for k in range(18)]
+    out[0][:] = 0  # repeats are separate arrays
+    assert out[1].mean() > 5
+
+
+def test_read_video_frames_max_frames_and_same_rate(tmp_path: Path) -> None:
+    path = save_video(tmp_path / "v.mp4", _flat_frames(10), fps=25)
+    assert _source_indices(read_video_frames(path, max_frames=4)) == [0, 1, 2, 3]
+    assert _source_indices(read_video_frames(path, fps=25)) == list(range(10))
+    with pytest.raises(MmgtError, match="max_frames"):
+        read_video_frames(path, max_frames=0)
+    with pytest.raises(MmgtError, match="fps must be a positive number"):
+        iter_video_frames(path, fps=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Failures
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reader", [probe_video, read_video_frames, iter_video_frames, read_image])
+def test_missing_empty_and_text_files_raise_media_error(tmp_path: Path, reader) -> None:
+    with pytest.raises(MediaError, match="nothere.mp4: file not found"):
+        reader(tmp_path / "nothere.mp4")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty.mp4: file is empty \(0 bytes\)"):
+        reader(str(tmp_path / "empty.mp4"))
+    for name in ("notes.png", "notes.txt", "notes.mp4"):
+        (tmp_path / name).write_text("not pixels\n" * 50)
+        with pytest.raises(MediaError, match=f"{name}: "):
+            reader(tmp_path / name)
+
+
+def test_text_file_as_image_names_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not pixels\n" * 50)
+    with pytest.raises(MediaError, match=rf"^{tmp_path}/notes.png: not an image \(.+\)$"):
+        read_image(tmp_path / "notes.png")
+
+
+def test_corrupt_videos_raise_media_error(tmp_path: Path) -> None:
+    good = save_video(tmp_path / "good.mp4", _smooth_frames(20), audio=_tone(0.8)).read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(good[: len(good) // 2])  # index up front (faststart), half the frame data missing
+    with pytest.raises(MediaError, match=r"half.mp4: truncated file \(container lists 20 frames"):
+        probe_video(half)
+    with pytest.raises(MediaError, match="half.mp4: truncated"):
+        read_video_frames(half)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).bytes(len(good)))
+    for reader in (probe_video, read_video_frames):
+        with pytest.raises(MediaError, match="garbage.mp4: cannot read video"):
+            reader(garbage)
+
+
+def test_audio_only_file_is_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "a.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=SR, layout="mono")
+        frame = av.AudioFrame.from_ndarray(_tone(0.064)[None, :1024], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = SR, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(MediaError, match="a.m4a: no video stream"):
+        probe_video(path)
+
+
+def test_failed_writer_leaves_no_output_and_no_temp_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(out, audio=_tone(1.0)) as writer:
+            writer.write(_smooth_frames(5))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+    # An existing file is only replaced by a successful close.
+    out.write_bytes(b"previous")
+    with pytest.raises(MmgtError, match=r"out.mp4: frame 2 is 16x16, but the video is 64x64"):
+        with VideoWriter(out) as writer:
+            writer.write(_smooth_frames(2))
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"] and out.read_bytes() == b"previous"
+
+
+def test_writer_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="empty.mp4: no frames were written"):
+        with VideoWriter(tmp_path / "empty.mp4"):
+            pass
+    with pytest.raises(MmgtError, match=r"f.mp4: frames must be uint8 \(H, W, 3\) or \(N, H, W, 3\), got float32"):
+        save_video(tmp_path / "f.mp4", np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(MmgtError, match=r"a.mp4: audio must be a mono \(N,\) waveform, got shape \(2, 100\)"):
+        VideoWriter(tmp_path / "a.mp4", audio=np.zeros((2, 100), np.float32))
+    with pytest.raises(MmgtError, match=r"x.avi: unsupported video container '.avi'"):
+        VideoWriter(tmp_path / "x.avi")
+    with pytest.raises(MmgtError, match="fps must be a positive number"):
+        VideoWriter(tmp_path / "z.mp4", fps=0)
+    with pytest.raises(MmgtError, match=r"z.mp4: need 0 <= crf <= 51 and preset in .*, got 18, 'quick'"):
+        VideoWriter(tmp_path / "z.mp4", preset="quick")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_video_info_is_a_frozen_dataclass(tmp_path: Path) -> None:
+    info = probe_video(save_video(tmp_path / "v.mp4", _flat_frames(3), fps=30))
+    assert info == VideoInfo(3, 30.0, 32, 32, pytest.approx(0.1, abs=1e-3), False, None)
+    with pytest.raises(AttributeError):
+        info.num_frames = 4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------------------------------
+def test_read_image_grayscale_and_rgb(tmp_path: Path) -> None:
+    gray = np.array([[0, 77], [200, 255]], np.uint8)
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    out = read_image(tmp_path / "g.png")
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=-1))
+
+    rgb = np.arange(24, dtype=np.uint8).reshape(2, 4, 3) * 10
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "c.png")), rgb)
+
+
+def test_read_image_composites_alpha_onto_white(tmp_path: Path) -> None:
+    rgba = np.array([[[200, 100, 0, 128], [10, 20, 30, 0], [10, 20, 30, 255]]], np.uint8)
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    # 200 * 128/255 + 255 * 127/255 = 227.4 -> 227; alpha 0 -> white; alpha 255 -> unchanged.
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), [[[227, 177, 127], [255, 255, 255], [10, 20, 30]]])
+
+    Image.fromarray(np.array([[[50, 0], [50, 255]]], np.uint8), mode="LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png"), [[[255] * 3, [50] * 3]])
+
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.putpixel((1, 0), 1)
+    palette.save(tmp_path / "p.png", transparency=0)  # palette entry 0 (red) is transparent
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), [[[255, 255, 255], [0, 0, 255]]])
+
+
+def test_read_image_scales_16_bit_to_8_bit(tmp_path: Path) -> None:
+    gray16 = np.array([[0, 257 * 77], [51400, 65535]], np.uint16)  # 51400 / 257 = 200
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png")[..., 0], [[0, 77], [200, 255]])
+
+    bgr16 = np.zeros((2, 2, 3), np.uint16)
+    bgr16[...] = [2570, 32896, 65535]  # OpenCV order: B, G, R
+    cv2.imwrite(str(tmp_path / "c16.png"), bgr16)
+    np.testing.assert_array_equal(read_image(tmp_path / "c16.png"), np.full((2, 2, 3), [255, 128, 10]))
+
+
+def test_read_image_applies_exif_orientation(tmp_path: Path) -> None:
+    pixels = np.zeros((2, 4, 3), np.uint8)
+    pixels[:, 0] = 255  # a white left column
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "r.png", exif=exif)
+    out = read_image(tmp_path / "r.png")
+    assert out.shape == (4, 2, 3)
+    np.testing.assert_array_equal(out[0, :, 0], [255, 255])  # the left column is now the top row
