@@ -23,8 +23,20 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"constants", "contracts", "errors", "utils", "audio", "pose"},
     "evaluation": {"constants", "contracts", "errors", "utils", "audio", "pose"},
     "pipelines": {"constants", "contracts", "errors", "utils", "audio", "pose", "models", "diffusion"},
-    "training": {"constants", "contracts", "errors", "utils", "audio", "pose", "models", "diffusion", "data",
-                 "evaluation", "config", "pipelines"},  # fmt: skip
+    "training": {
+        "constants",
+        "contracts",
+        "errors",
+        "utils",
+        "audio",
+        "pose",
+        "models",
+        "diffusion",
+        "data",
+        "evaluation",
+        "config",
+        "pipelines",
+    },
 }
 TOP = {"cli", "app", "__main__", "__init__"}  # may import anything; nothing imports them
 

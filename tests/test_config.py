@@ -1,0 +1,41 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from mmgt.config import ConfigError, load_config, save_config
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class Run:
+    name: str = "run"
+    steps: int = 10
+    optim: Optim = field(default_factory=Optim)
+
+
+def test_defaults_yaml_and_overrides_merge_in_order(tmp_path):
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("steps: 20\noptim:\n  lr: 0.001\n")
+    cfg = load_config(Run, yaml, ["optim.lr=0.5", "name=x"])
+    assert isinstance(cfg, Run) and isinstance(cfg.optim, Optim)
+    assert (cfg.name, cfg.steps, cfg.optim.lr, cfg.optim.betas) == ("x", 20, 0.5, (0.9, 0.999))
+
+
+def test_unknown_key_and_wrong_type_raise(tmp_path):
+    with pytest.raises(ConfigError, match="stepz"):
+        load_config(Run, overrides=["stepz=3"])
+    with pytest.raises(ConfigError, match="steps"):
+        load_config(Run, overrides=["steps=many"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Run, tmp_path / "missing.yaml")
+
+
+def test_save_then_load_round_trip(tmp_path):
+    cfg = load_config(Run, overrides=["steps=7"])
+    path = save_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(Run, path) == cfg
