@@ -139,8 +139,9 @@ class PoseSequence:
             with np.load(path, allow_pickle=False) as z:
                 version = int(z["format_version"])
                 if version > POSE_FORMAT_VERSION:
-                    raise MediaError(f"{path}: pose format version {version} is newer than supported "
-                                     f"({POSE_FORMAT_VERSION})")  # fmt: skip
+                    raise MediaError(
+                        f"{path}: pose format version {version} is newer than supported ({POSE_FORMAT_VERSION})"
+                    )
                 layout = str(z["layout"])
                 if layout != POSE_LAYOUT_NAME:
                     raise MediaError(f"{path}: unknown keypoint layout {layout!r}")
