@@ -1,0 +1,50 @@
+"""Tiny random-init speech encoders saved to a temporary folder (built from config; nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+# 50 Hz like the real models (hop 5 * 8 * 8 = 320 samples), receptive field 325 samples, 2 transformer layers.
+TINY = dict(
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16, 16, 16),
+    conv_stride=(5, 8, 8),
+    conv_kernel=(10, 8, 8),
+    num_conv_pos_embeddings=8,
+    num_conv_pos_embedding_groups=2,
+)
+
+
+def save_tiny_wavlm(folder: Path, num_hidden_layers: int = 2) -> Path:
+    """WavLM-Large-like ("layer" feature norm, stable layer norm), tiny and seeded."""
+    from transformers import WavLMConfig, WavLMModel
+
+    torch.manual_seed(0)
+    config = WavLMConfig(num_hidden_layers=num_hidden_layers, feat_extract_norm="layer", do_stable_layer_norm=True,
+                         num_buckets=16, max_bucket_distance=32, **TINY)  # fmt: skip
+    WavLMModel(config).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_wav2vec2(folder: Path) -> Path:
+    """wav2vec2-base-like ("group" feature norm, post layer norm), tiny and seeded."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(1)
+    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=3, **TINY)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm(tmp_path_factory) -> Path:
+    return save_tiny_wavlm(tmp_path_factory.mktemp("enc") / "wavlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory) -> Path:
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("enc") / "wav2vec2")
