@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,18 +112,24 @@ class PoseSequence:
         """Write the documented ``.npz`` schema atomically (temp file in the same folder, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "format_version": np.int64(POSE_FORMAT_VERSION),
+            "layout": np.array(POSE_LAYOUT_NAME),
+            "keypoints": self.keypoints,
+            "scores": self.scores,
+            "image_size": np.array([self.width, self.height], dtype=np.int64),
+            "fps": np.float64(self.fps),
+        }
         fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=f".{path.stem}-", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    format_version=np.int64(POSE_FORMAT_VERSION),
-                    layout=np.array(POSE_LAYOUT_NAME),
-                    keypoints=self.keypoints,
-                    scores=self.scores,
-                    image_size=np.array([self.width, self.height], dtype=np.int64),
-                    fps=np.float64(self.fps),
-                )
+            # A zip with fixed entry dates (np.savez stamps the current time): the same poses give the same bytes,
+            # so dataset checksums are reproducible.
+            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, value in arrays.items():
+                    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with zf.open(info, "w") as entry:
+                        np.lib.format.write_array(entry, np.asanyarray(value), allow_pickle=False)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mmgt.constants import BODY_INDEX, FACE, VISIBILITY_THRESHOLD
+from mmgt.constants import VISIBILITY_THRESHOLD
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import ClipRecord, read_manifest
 from mmgt.errors import MediaError
+from mmgt.pose.detect import person_visible
 from mmgt.utils.files import sha256_file
 from mmgt.utils.video_io import probe_video
 
-# A clip fails if fewer than this share of its frames show a face or both shoulders.
+# A clip fails if fewer than this share of its frames show a person.
 MIN_VISIBLE_FRAME_SHARE = 0.5
 
 
@@ -72,13 +73,10 @@ def _check_keypoints(root: Path, rec: ClipRecord, out: list[str]) -> None:
         out.append(f"keypoints have {pose.num_frames} frames, record says {rec.num_frames}")
     if (pose.width, pose.height) != (rec.width, rec.height):
         out.append(f"keypoints are for {pose.width}x{pose.height}, video is {rec.width}x{rec.height}")
-    vis = pose.visible(VISIBILITY_THRESHOLD)
-    shoulders = vis[:, [BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]]].all(axis=1)
-    face = vis[:, list(FACE)].any(axis=1)
-    share = float(np.mean(shoulders | face)) if len(vis) else 0.0
+    share = float(np.mean(person_visible(pose))) if pose.num_frames else 0.0
     if share < MIN_VISIBLE_FRAME_SHARE:
-        out.append(f"only {share:.0%} of frames show a face or both shoulders")
-    xy = pose.keypoints[vis]
+        out.append(f"only {share:.0%} of frames show a person (a shoulder or half of the face)")
+    xy = pose.keypoints[pose.visible(VISIBILITY_THRESHOLD)]
     margin = 0.25 * max(rec.width, rec.height)  # detections may sit slightly off-canvas; far away means bad data
     if len(xy) and (xy.min() < -margin or xy[:, 0].max() > rec.width + margin or xy[:, 1].max() > rec.height + margin):
         out.append("visible keypoints lie far outside the image")

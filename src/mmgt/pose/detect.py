@@ -410,16 +410,22 @@ def extract_poses(
     return smooth_poses(pose) if smooth and pose.num_frames > 1 else pose
 
 
-def require_person(pose: PoseSequence, what: str = "image") -> None:
-    """Raise :class:`NoPersonError` unless frame 0 shows a person.
+def person_visible(pose: PoseSequence, threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """(F,) bool: the frame shows a person — at least one shoulder or at least half of the 68 face landmarks visible.
 
-    A person counts as present when at least one shoulder is visible or at least half of the 68 face landmarks are
-    (score > 0.3): stage 2 needs a body or a face to anchor the reference; a lone stray hand or ear does not count.
+    The one definition of "a person is there", used by :func:`require_person`, ``mmgt data check`` and
+    ``mmgt data preprocess``: stage 2 needs a body or a face to anchor the reference; a stray hand or ear does not
+    count.
     """
+    visible = pose.scores > threshold
+    shoulders = visible[:, [BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]]].any(axis=1)
+    face = visible[:, list(FACE)].mean(axis=1) >= 0.5
+    return shoulders | face
+
+
+def require_person(pose: PoseSequence, what: str = "image") -> None:
+    """Raise :class:`NoPersonError` unless frame 0 shows a person (:func:`person_visible`)."""
     if pose.num_frames == 0:
         raise NoPersonError(f"{what}: no person detected (no frames)")
-    visible = pose.scores[0] > VISIBILITY_THRESHOLD
-    shoulders = visible[[BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]]].any()
-    face = visible[list(FACE)].mean() >= 0.5
-    if not (shoulders or face):
+    if not person_visible(pose[0])[0]:
         raise NoPersonError(f"{what}: no person detected (no visible shoulder or face in frame 0)")
