@@ -25,3 +25,13 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A small synthetic dataset (12 clips of 2.4 s at 64 px, 2 identities): train 9 / val 1 / test 2 clips."""
+    from mmgt.data.synthetic.world import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic_dataset(root, clips=12, seconds=2.4, size=64, seed=0, identities=2, workers=1, progress=False)
+    return root

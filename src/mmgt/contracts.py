@@ -130,6 +130,7 @@ class PoseSequence:
                     info.compress_type = zipfile.ZIP_DEFLATED
                     with zf.open(info, "w") as entry:
                         np.lib.format.write_array(entry, np.asanyarray(value), allow_pickle=False)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; pose files are ordinary data files
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

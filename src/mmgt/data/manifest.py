@@ -93,6 +93,7 @@ def write_clip(
     fps: float = FPS,
     source: str | None = None,
     meta: dict | None = None,
+    video_options: dict | None = None,
 ) -> ClipRecord:
     """Write one clip's files atomically and return its record (the manifest is written separately).
 
@@ -100,6 +101,7 @@ def write_clip(
         frames: (F, H, W, 3) uint8 RGB video frames.
         wave: (N,) float32 mono audio at ``sample_rate`` (resampled to 16 kHz when different).
         pose: keypoints for the same F frames, in pixels of the video size.
+        video_options: extra :class:`mmgt.utils.video_io.VideoWriter` settings (e.g. ``{"preset": "veryfast"}``).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -115,7 +117,7 @@ def write_clip(
     # Audio length is made frame-exact: N frames <-> N / fps seconds.
     num_samples = round(len(frames) * sample_rate / fps)
     wave = np.pad(np.asarray(wave, np.float32)[:num_samples], (0, max(0, num_samples - len(wave))))
-    save_video(root / rel["video"], frames, fps=fps, audio=wave, sample_rate=sample_rate)
+    save_video(root / rel["video"], frames, fps=fps, audio=wave, sample_rate=sample_rate, **(video_options or {}))
     save_audio(root / rel["audio"], wave, sample_rate)
     pose.save(root / rel["keypoints"])
     height, width = frames.shape[1:3]

@@ -29,9 +29,7 @@ def _fixed_inverse(v: np.ndarray) -> np.ndarray:
     return (v + 1.0) * NORM_RANGE / 2.0 - NORM_OFFSET
 
 
-def normalize_pose(
-    pose: PoseSequence, mode: NormMode = "fixed", normalize_scores: bool = True
-) -> np.ndarray:
+def normalize_pose(pose: PoseSequence, mode: NormMode = "fixed", normalize_scores: bool = True) -> np.ndarray:
     """Pixel pose -> model array.
 
     Args:
