@@ -1,0 +1,58 @@
+"""``mmgt train ...``: training entry points (accelerate: run under ``accelerate launch`` for several processes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmgt.cli._common import add_group
+
+
+def register(subparsers) -> None:
+    commands = add_group(subparsers, "train", "Train the models (stage 1 SMGA, the pose autoencoder for FGD).")
+
+    p = commands.add_parser(
+        "stage1",
+        help="Train the stage-1 SMGA audio-to-pose diffusion model.",
+        description="Train SMGA on a dataset folder. Settings: dataclass defaults <- --config YAML <- key=value "
+        "overrides (e.g. max_steps=2000 data.root=synth-data model.preset=tiny). Several CPU processes: "
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m mmgt train stage1 ...",
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML file with values that differ from the defaults")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run <output_root>/stage1/<name> from its latest checkpoint"
+    )
+    p.add_argument("overrides", nargs="*", help="key=value overrides, applied after the YAML file")
+    p.set_defaults(func=_stage1)
+
+    p = commands.add_parser(
+        "pose-ae",
+        help="Train the pose autoencoder whose features define FGD.",
+        description="Train the small pose autoencoder (mmgt.evaluation.PoseAutoencoder) on the training split of a "
+        "dataset; FGD is the Fréchet distance between its features of real and generated poses.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder (mmgt format)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (config.json + safetensors)")
+    p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per batch (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=_pose_ae)
+
+
+def _stage1(args: argparse.Namespace) -> int:
+    from mmgt.config import Stage1Train, load_config
+    from mmgt.training.train_stage1 import main
+
+    cfg = load_config(Stage1Train, args.config, args.overrides)
+    final = main(cfg, resume=args.resume)
+    print(f"final model: {final}")
+    return 0
+
+
+def _pose_ae(args: argparse.Namespace) -> int:
+    from mmgt.training.train_pose_ae import main
+
+    out = main(args.dataset, args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    print(f"pose autoencoder: {out}")
+    return 0

@@ -1,0 +1,184 @@
+"""``mmgt train stage1``: SMGA training (spec §3.5) on accelerate. Reads top to bottom like DiT's train.py."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from mmgt.audio.encoders import SpeechEncoder
+from mmgt.audio.features import feature_spec
+from mmgt.config import Stage1Train, save_config
+from mmgt.data.stage1_dataset import Stage1Dataset
+from mmgt.diffusion.losses import smga_loss
+from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.models.gesture_denoiser import GestureDenoiser
+from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
+from mmgt.training.common import (
+    CSVLog,
+    batch_indices,
+    build_optimizer,
+    collate,
+    latest_checkpoint,
+    make_run_dir,
+    reduce_mean,
+    save_checkpoint,
+    seed_step,
+    setup_accelerator,
+    step_generator,
+    warmup_lambda,
+)
+from mmgt.training.validate_stage1 import validate_stage1
+
+logger = logging.getLogger(__name__)
+
+
+def build_pipeline(model: GestureDenoiser, scheduler, cfg: Stage1Train, encoder) -> AudioToPosePipeline:
+    pipe = AudioToPosePipeline(
+        model, scheduler, feature_spec(encoder), cfg.data.normalize_scores, cfg.data.target_offset
+    )
+    pipe.set_audio_encoder(encoder)
+    return pipe
+
+
+def main(cfg: Stage1Train, resume: bool = False) -> Path:
+    """Train SMGA; returns the folder of the final exported pipeline (``<run>/final``)."""
+    # 1. Run folder, accelerator, resolved config.
+    run_dir = make_run_dir(cfg.output_root, "stage1", cfg.name, resume=resume)
+    accelerator = setup_accelerator(run_dir, cfg.mixed_precision)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+
+    # 2. Data: windows with per-window audio features (cached on disk, computed once).
+    encoder = SpeechEncoder.from_pretrained(cfg.data.encoder, layers="last") if cfg.data.encoder else None
+    cache_dir = cfg.data.cache_dir or str(Path(cfg.data.root) / "features")
+    data_kw = dict(
+        window_frames=cfg.data.window_frames,
+        stride_frames=cfg.data.stride_frames,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        target_offset=cfg.data.target_offset,
+        normalize_scores=cfg.data.normalize_scores,
+    )
+    with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
+        train_set = Stage1Dataset(cfg.data.root, "train", **data_kw)
+        train_set.precompute(progress=accelerator.is_main_process)
+    audio_dim = train_set[0]["audio"].shape[-1]
+
+    # 3. Model (preset + overrides; the audio width comes from the data), EMA, scheduler, optimiser.
+    set_seed(cfg.seed)  # the initial weights depend only on the seed
+    model = GestureDenoiser.from_preset(
+        cfg.model.preset, audio_dim=audio_dim, window_frames=cfg.data.window_frames, **cfg.model.overrides
+    )
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=GestureDenoiser, model_config=model.config)
+    scheduler = make_stage1_scheduler()
+    optimizer = build_optimizer(
+        model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas)
+    )
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+    alphas_cumprod = scheduler.alphas_cumprod.to(accelerator.device)
+
+    # 4. Resume: restores model, optimiser, LR schedule and EMA; every later draw depends only on the step.
+    start_step = 0
+    if resume:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise ValueError(f"--resume: {run_dir} has no complete checkpoint")
+        accelerator.load_state(str(found[0]))
+        start_step = found[1]
+        logger.info("resumed from %s", found[0])
+    log = (
+        CSVLog(run_dir / "train_log.csv", resume_step=start_step if resume else None)
+        if accelerator.is_main_process
+        else None
+    )
+
+    # 5. Loop.
+    model.train()
+    bar = tqdm(
+        range(start_step, cfg.max_steps),
+        initial=start_step,
+        total=cfg.max_steps,
+        disable=not accelerator.is_main_process,
+        desc="stage1",
+    )
+    for step in bar:
+        seed_step(cfg.seed, step, rank)
+        gen = step_generator(cfg.seed, step, rank)
+        batch = collate(
+            [train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world, rank)]
+        )
+        x0 = batch["motion"].to(accelerator.device)  # (B, W, K, 3)
+        cond, audio = batch["cond_pose"].to(x0), batch["audio"].to(x0)  # (B, K, 3), (B, W, D)
+        b = x0.shape[0]
+        # Forward diffusion: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (spec §3.1 [decision]); t ~ U{0..T-1}.
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=gen).to(x0.device)
+        eps = torch.randn(x0.shape, generator=gen).to(x0)
+        a = alphas_cumprod[t].view(b, 1, 1, 1).to(x0)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        drop = torch.rand(b, generator=gen) < accelerator.unwrap_model(model).config.cond_drop_prob  # CFG dropout
+        with accelerator.autocast():
+            pred = model(x_t, t, cond, audio, drop_audio=drop.to(x0.device))  # x0 prediction (B, W, K, 3)
+        losses = smga_loss(pred.float(), x0, accelerator.unwrap_model(model).config.face_indices, cfg.face_weight)
+        accelerator.backward(losses["loss"])
+        if cfg.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(model.parameters())
+
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            values = reduce_mean(accelerator, losses)
+            if log is not None:
+                log.log(done, {**values, "lr": lr_scheduler.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+            save_checkpoint(accelerator, run_dir, done, {"denoiser": model}, cfg.checkpoints_total_limit)
+        if cfg.validation.every and (done % cfg.validation.every == 0 or done == cfg.max_steps):
+            if accelerator.is_main_process:
+                _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, done, log)
+            accelerator.wait_for_everyone()
+
+    # 6. Export the EMA weights as a self-describing pipeline folder.
+    final = run_dir / "final"
+    if accelerator.is_main_process:
+        ema_model = _ema_copy(accelerator, model, ema)
+        build_pipeline(ema_model, scheduler, cfg, encoder).save_pretrained(final)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def _ema_copy(accelerator, model, ema: EMAModel) -> GestureDenoiser:
+    """A fresh model holding the EMA weights (the training model keeps its own)."""
+    unwrapped = accelerator.unwrap_model(model)
+    copy = GestureDenoiser.from_config(unwrapped.config).to(accelerator.device)
+    ema.copy_to(copy.parameters())
+    return copy.eval()
+
+
+def _validate(accelerator, model, ema, scheduler, cfg: Stage1Train, encoder, run_dir: Path, step: int, log) -> None:
+    pipe = build_pipeline(_ema_copy(accelerator, model, ema), scheduler, cfg, encoder)
+    metrics = validate_stage1(
+        pipe,
+        cfg.data.root,
+        run_dir / "validation" / f"step-{step:07d}",
+        num_clips=cfg.validation.num_clips,
+        num_inference_steps=cfg.validation.num_inference_steps,
+        guidance_scale=cfg.validation.guidance_scale,
+        pose_autoencoder=cfg.validation.pose_autoencoder,
+        seed=cfg.seed,
+    )
+    if log is not None:
+        log.log(step, {f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)})
