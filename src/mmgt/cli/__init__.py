@@ -14,7 +14,7 @@ from mmgt import __version__
 from mmgt.errors import MmgtError
 
 # Command-group modules under mmgt.cli, in the order they appear in `mmgt --help`.
-COMMAND_MODULES = ("synth", "data", "pose", "audio", "audio2pose", "train", "eval")
+COMMAND_MODULES = ("synth", "data", "pose", "audio", "audio2pose", "pose2video", "train", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,95 @@
+"""``mmgt pose2video``: stage 2 alone — reference image + keypoint file (+ speech) -> an mp4 with the audio muxed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+MUX_SAMPLE_RATE = 48_000  # the muxed audio keeps up to 24 kHz of the original; the model reads 16 kHz
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pose2video",
+        help="Stage 2: render a video of the person in an image following a keypoint sequence (and speech).",
+        description="Generate one video frame per pose frame (25 fps) from a reference image and a keypoint .npz "
+        "with a trained stage-2 pipeline, conditioned on speech audio if given (pose-only mode otherwise). The "
+        "audio is muxed into the mp4, cut or padded with silence to the video length.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="stage-2 pipeline folder (e.g. runs/stage2/NAME/final)")
+    p.add_argument("--image", type=Path, required=True, help="reference image of the person (png, jpg, ...)")
+    p.add_argument("--pose", type=Path, required=True, help="keypoint .npz at 25 fps (e.g. from mmgt audio2pose)")
+    p.add_argument("--audio", type=Path, default=None, help="speech audio (wav, flac, mp3, m4a, ogg or a video)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4)")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    p.add_argument("--guidance", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
+    p.add_argument(
+        "--audio-guidance",
+        type=float,
+        default=None,
+        help="separate audio guidance scale (three-branch CFG); default: one scale for image and audio",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--size", type=int, default=None, help="output size N x N, a multiple of 8 (default: the pose file's size)"
+    )
+    p.add_argument("--window", type=int, default=None, help="frames per context window (default: the model's, 12)")
+    p.add_argument("--overlap", type=int, default=None, help="frames shared by neighbour windows (default: 4)")
+    p.add_argument(
+        "--closed-loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="wrap the last context window around to the start, as released (default: the model's setting)",
+    )
+    p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode call (default 8)")
+    p.add_argument(
+        "--encoder", type=Path, default=None, help="wav2vec2 folder, if the model was trained on wav2vec2 features"
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mmgt.audio.encoders import SpeechEncoder
+    from mmgt.constants import FPS, SAMPLE_RATE
+    from mmgt.contracts import PoseSequence
+    from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+    from mmgt.utils.audio_io import load_audio
+    from mmgt.utils.model_folders import require_pipeline_folder
+    from mmgt.utils.video_io import VideoWriter, read_image
+
+    require_pipeline_folder(args.model, "stage-2 model")
+    image = read_image(args.image)
+    poses = PoseSequence.load(args.pose)
+    wave = mux = None
+    if args.audio is not None:
+        wave = load_audio(args.audio)  # 16 kHz mono: what the features were trained on
+        mux = load_audio(args.audio, sample_rate=MUX_SAMPLE_RATE)
+    pipe = PoseToVideoPipeline.from_pretrained(args.model)
+    if args.encoder is not None:
+        pipe.set_audio_encoder(
+            SpeechEncoder.from_pretrained(
+                args.encoder, layers="all", interpolate="before_transformer", what="wav2vec2"
+            )
+        )
+    with VideoWriter(args.output, fps=FPS, audio=mux, sample_rate=MUX_SAMPLE_RATE) as writer:
+        pipe(
+            image,
+            poses,
+            audio=wave,
+            sample_rate=SAMPLE_RATE,
+            height=args.size,
+            width=args.size,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            audio_guidance_scale=args.audio_guidance,
+            generator=torch.Generator().manual_seed(args.seed),
+            decode_chunk_size=args.decode_chunk,
+            frame_callback=writer.write,  # streamed: memory does not grow with the video length
+            window_frames=args.window,
+            overlap=args.overlap,
+            closed_loop=args.closed_loop,
+        )
+    print(f"{args.output}: {writer.num_frames} frames ({writer.num_frames / FPS:.2f} s)")
+    return 0

@@ -1,0 +1,57 @@
+"""Overlapping context windows for sampling sequences longer than the model's window (spec §5.7).
+
+Stage II denoises 12-frame windows; a video of any length is covered by windows that overlap by 4 frames, and at
+every diffusion step the predictions of overlapping windows are averaged per frame. This module only decides WHICH
+frames form each window; the averaging lives in the pipeline.
+"""
+
+from __future__ import annotations
+
+from mmgt.errors import MmgtError
+
+
+def context_windows(num_frames: int, window: int = 12, overlap: int = 4, closed_loop: bool = False) -> list[list[int]]:
+    """Frame indices of the context windows that cover ``num_frames`` frames.
+
+    Windows start at 0 and every ``window - overlap`` frames. Every frame is in at least one window and no window
+    is longer than ``window``.
+
+    * ``closed_loop=False``: windows stay inside the sequence; the last window is aligned to the end (it starts at
+      ``num_frames - window``), so it may overlap its predecessor by more than ``overlap`` frames.
+    * ``closed_loop=True``: the released "uniform" context scheduler (spec §5.7). Window starts run up to the last
+      frame and indices are taken modulo ``num_frames``, so the last window(s) wrap around to the start: the end of
+      the video is denoised together with its beginning, as if the video were a loop. Every window has exactly
+      ``window`` frames.
+
+    A sequence no longer than ``window`` gives one window of all its frames (both modes).
+
+    Args:
+        num_frames: length F of the sequence, >= 1.
+        window: frames per window (12 in the release), >= 1.
+        overlap: frames shared by consecutive windows (4 in the release), 0 <= overlap < window.
+        closed_loop: wrap the last window(s) around to the start instead of aligning to the end.
+
+    Returns:
+        One list of frame indices per window, in order.
+
+    Raises:
+        MmgtError: a non-positive length or window, or an overlap outside [0, window).
+
+    Example:
+        >>> context_windows(20, window=12, overlap=4)
+        [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]
+    """
+    if num_frames < 1 or window < 1:
+        raise MmgtError(f"context_windows: num_frames and window must be >= 1, got {num_frames} and {window}")
+    if not 0 <= overlap < window:
+        raise MmgtError(f"context_windows: overlap must be in [0, window={window}), got {overlap}")
+    if num_frames <= window:
+        return [list(range(num_frames))]
+    stride = window - overlap
+    if closed_loop:
+        # Released behaviour: a window starts at every stride below num_frames; indices wrap modulo num_frames.
+        return [[(start + i) % num_frames for i in range(window)] for start in range(0, num_frames, stride)]
+    # Deviation from the release (spec §10.12, "windows MUST cover every frame"): the last window is pulled back to
+    # end exactly at the last frame instead of running past it.
+    starts = list(range(0, num_frames - window, stride)) + [num_frames - window]
+    return [list(range(start, start + window)) for start in starts]
