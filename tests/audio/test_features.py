@@ -66,8 +66,10 @@ def test_recipes_reject_the_wrong_encoder_setup(tiny_wavlm):
     stage1_encoder = SpeechEncoder.from_pretrained(tiny_wavlm)
     with pytest.raises(MmgtError, match="layers='all' and interpolate='before_transformer'"):
         stage2_audio_features(_speechlike(0.2), SR, stage1_encoder)
-    with pytest.raises(MmgtError, match="stage-2"):
-        stage2_audio_features(_speechlike(0.2), SR, None)
+    # No encoder: the no-weights fallback, the log-mel block as a single layer (T, 1, 81).
+    wave = _speechlike(0.2)
+    np.testing.assert_array_equal(stage2_audio_features(wave, SR, None), mel_features(wave, SR)[:, None])
+    assert feature_spec(None, stage=2)["num_layers"] == 1 and feature_spec(None, stage=2)["dim"] == 81
     stage2_encoder = SpeechEncoder.from_pretrained(tiny_wavlm, layers="all", interpolate="before_transformer")
     with pytest.raises(MmgtError, match="layers='last' and interpolate='after'"):
         stage1_audio_features(_speechlike(0.2), SR, stage2_encoder)
@@ -86,5 +88,5 @@ def test_feature_spec_and_dims(tiny_wavlm, tiny_wav2vec2):
     assert (spec2["stage"], spec2["dim"], spec2["num_layers"]) == (2, 32, 3)
     with pytest.raises(MmgtError, match="stage-1 feature spec"):
         stage1_feature_dim(spec2)
-    with pytest.raises(MmgtError, match="stage 2 needs"):
-        feature_spec(None, stage=2)
+    with pytest.raises(MmgtError, match="stage must be 1 or 2"):
+        feature_spec(None, stage=3)

@@ -78,8 +78,8 @@ def stage1_audio_features_windowed(
     return pad_to(np.concatenate(blocks, axis=0), num_frames)
 
 
-def stage2_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEncoder) -> np.ndarray:
-    """Stage-2 audio features: all wav2vec2 hidden states at 25 fps (spec §5.4 step 2).
+def stage2_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEncoder | None = None) -> np.ndarray:
+    """Stage-2 audio features at 25 fps: all wav2vec2 hidden states (spec §5.4 step 2), or the log-mel fallback.
 
     Context stacking (±2 frames, step 3) is left to the consumer: :func:`mmgt.audio.windows.stack_context`.
 
@@ -87,15 +87,19 @@ def stage2_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEnc
         wave: (N,) mono waveform in [-1, 1], ideally the separated vocals.
         sample_rate: rate of ``wave`` in Hz.
         encoder: a ``SpeechEncoder`` with ``layers="all"`` and ``interpolate="before_transformer"``
-            (wav2vec2-base-960h in the release: L = 12, D = 768).
+            (wav2vec2-base-960h in the release: L = 12, D = 768), or None for the no-weights fallback: the 81-d
+            log-mel + energy features of :func:`mmgt.audio.mel.mel_features` as a single "layer" (L = 1, D = 81).
 
     Returns:
         (T, L, D) float32.
     """
-    if encoder is None or encoder.layers != "all" or encoder.interpolate != "before_transformer":
-        got = "None" if encoder is None else f"layers={encoder.layers!r}, interpolate={encoder.interpolate!r}"
-        raise MmgtError(f"stage-2 audio features need an encoder with layers='all' and "
-                        f"interpolate='before_transformer', got {got}")  # fmt: skip
+    if encoder is None:
+        return mel_features(wave, sample_rate, n_mels=MEL_BANDS)[:, None, :]
+    if encoder.layers != "all" or encoder.interpolate != "before_transformer":
+        raise MmgtError(
+            "stage-2 audio features need an encoder with layers='all' and interpolate='before_transformer', got "
+            f"layers={encoder.layers!r}, interpolate={encoder.interpolate!r}"
+        )
     return encoder.encode(wave, sample_rate)
 
 
@@ -103,7 +107,7 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
     """JSON-able description of a feature configuration (for cache keys and model configs).
 
     Args:
-        encoder: the speech encoder, or None for the stage-1 log-mel fallback.
+        encoder: the speech encoder, or None for the log-mel fallback (stage 1: 35 + 81; stage 2: L = 1, D = 81).
         stage: 1 or 2.
         window_frames: for stage 1, the per-window extraction length (None = whole clip in one pass).
 
@@ -112,9 +116,10 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
         per-frame ``dim`` (stage 1: 35 + D; stage 2: D, with ``num_layers`` L).
     """
     if stage == 2:
-        if encoder is None:
-            raise MmgtError("feature_spec: stage 2 needs a speech encoder (a wav2vec2 folder)")
-        speech = encoder.config_dict()
+        if encoder is None:  # the log-mel fallback as one "layer": (T, 1, 81)
+            speech = {"type": "mel", "n_mels": MEL_BANDS, "hidden_size": MEL_BANDS + 1, "num_layers": 1}
+        else:
+            speech = encoder.config_dict()
         return {"stage": 2, "fps": FPS, "version": SPEC_VERSION, "speech": speech, "dim": speech["hidden_size"],
                 "num_layers": speech["num_layers"]}  # fmt: skip
     if stage != 1:

@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import Dataset
 
 from mmgt.audio.features import stage2_audio_features
-from mmgt.audio.mel import mel_features
 from mmgt.audio.windows import stack_context
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import ClipRecord, read_manifest
@@ -165,10 +164,7 @@ class Stage2VideoDataset(Dataset):
         if clip not in self._audio:
             rec = self.records[clip]
             wave = load_audio(rec.path(self.root, "audio"), sample_rate=rec.sample_rate)
-            if self.encoder is not None:
-                feats = stage2_audio_features(wave, rec.sample_rate, self.encoder)
-            else:
-                feats = mel_features(wave, rec.sample_rate)[:, None, :]
+            feats = stage2_audio_features(wave, rec.sample_rate, self.encoder)  # wav2vec2, or the log-mel fallback
             self._audio[clip] = np.asarray(feats, dtype=np.float32)[: rec.num_frames]
         return self._audio[clip]
 

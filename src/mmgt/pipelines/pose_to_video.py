@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from mmgt.audio.encoders import SpeechEncoder
-from mmgt.audio.features import MEL_BANDS, SPEC_VERSION, feature_spec, stage2_audio_features
-from mmgt.audio.mel import mel_features
+from mmgt.audio.features import feature_spec, stage2_audio_features
 from mmgt.audio.windows import check_wave, pad_to, stack_context
 from mmgt.constants import FPS
 from mmgt.contracts import PoseSequence
@@ -48,16 +47,9 @@ OUTPUT_TYPES = ("np", "latent")
 
 
 def stage2_feature_spec(encoder: SpeechEncoder | None = None) -> dict:
-    """The stage-2 audio recipe as a JSON-able dict: wav2vec2 (all layers) or, without an encoder, the mel fallback.
-
-    ``num_layers`` (L) and ``dim`` (D) are what :class:`AudioProjection` must be built with (its ``num_layers`` and
-    ``input_dim``). The mel fallback is (T, 1, 81): the 80 log-mel bands plus energy as a single "layer".
-    """
-    if encoder is not None:
-        return feature_spec(encoder, stage=2)
-    speech = {"type": "mel", "n_mels": MEL_BANDS, "hidden_size": MEL_BANDS + 1}
-    return {"stage": 2, "fps": FPS, "version": SPEC_VERSION, "speech": speech, "dim": speech["hidden_size"],
-            "num_layers": 1}  # fmt: skip
+    """The stage-2 audio recipe (``num_layers`` L and ``dim`` D size the AudioProjection); see
+    :func:`mmgt.audio.features.feature_spec` with ``stage=2``."""
+    return feature_spec(encoder, stage=2)
 
 
 def fit_reference(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
@@ -347,11 +339,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
             logger.warning(f"audio lasts {len(wave) / sample_rate:.2f} s but the poses {num_frames / FPS:.2f} s; "
                            "the audio is cut or padded with silence")  # fmt: skip
         wave = np.pad(wave[:samples], (0, max(0, samples - len(wave))))
-        speech = self.config.audio_features["speech"]
-        if speech.get("type") == "mel":
-            features = mel_features(wave, sample_rate, speech["n_mels"])[:, None, :]  # (F, 1, 81), as the dataset
-        else:
-            features = stage2_audio_features(wave, sample_rate, self.audio_encoder)  # (F, L, D)
+        features = stage2_audio_features(wave, sample_rate, self.audio_encoder)  # (F, L, D), as the dataset
         return pad_to(np.asarray(features, dtype=np.float32), num_frames)
 
     def prepare_window(
