@@ -122,3 +122,117 @@ class Stage1Train:
     model: ModelSection = field(default_factory=ModelSection)
     optim: OptimSection = field(default_factory=OptimSection)
     validation: Stage1Validation = field(default_factory=Stage1Validation)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stage 2: the tiny VAE (`mmgt train vae`) and the two training steps (`mmgt train stage2 --step image|video`)
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class VaeData:
+    root: str = "synth-data"
+    size: int = 128  # square training crop side in pixels; the 8x VAE gives size/8 latents
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area share; (1.0, 1.0) = whole frames
+    hflip: bool = True  # random horizontal flips (a VAE has no notion of left and right)
+
+
+@dataclass
+class VaeValidation:
+    every: int = 500  # steps; 0 disables (the final PSNR is always computed)
+    split: str = "val"  # dataset split whose frames are reconstructed
+    num_frames: int = 16  # val frames, spread evenly over the val split
+
+
+@dataclass
+class VaeTrain:
+    """``mmgt train vae``: the tiny preset's AutoencoderKL, trained from scratch on dataset frames."""
+
+    name: str = "vae"
+    output_root: str = "runs"
+    seed: int = 0
+    max_steps: int = 5000
+    batch_size: int = 16
+    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    log_every: int = 10
+    # loss = l1_weight * L1 + mse_weight * MSE (per pixel, in [-1, 1]) + kl_weight * KL (per latent element).
+    # LDM's autoencoders use kl_weight 1e-6 on sums; on per-element means this keeps the prior just as weak.
+    l1_weight: float = 1.0
+    mse_weight: float = 1.0
+    kl_weight: float = 1e-6
+    scaling_frames: int = 64  # train frames whose latent std sets vae.config.scaling_factor
+    data: VaeData = field(default_factory=VaeData)
+    model: ModelSection = field(default_factory=ModelSection)  # stage-2 preset; overrides apply to its "vae" section
+    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-4, weight_decay=0.0, warmup_steps=100))
+    validation: VaeValidation = field(default_factory=VaeValidation)
+
+
+@dataclass
+class Stage2Data:
+    root: str = "synth-data"
+    size: int = 512  # square training side (spec §5.5 decision: 512); the tiny configs use 128
+    num_frames: int = 12  # video step: consecutive frames per sample (spec §5.6)
+    min_gap: int = 25  # image step: frames between reference and target (spec §5.5)
+    crop_scale: tuple[float, float] = (0.9, 1.0)  # image step RandomResizedCrop (spec §5.5)
+    crop_ratio: tuple[float, float] = (0.9, 1.0)
+    samples_per_clip: int = 8  # dataset items per clip and epoch
+    encoder: str | None = None  # local wav2vec2 folder (all layers, spec §5.4); None = the mel fallback (L=1, D=81)
+
+
+@dataclass
+class Stage2Folders:
+    """Local diffusers/transformers folders for ``preset: sd15`` (nothing is downloaded)."""
+
+    unet: str | None = None  # SD-1.5 or sd-image-variations UNet
+    vae: str | None = None  # sd-vae-ft-mse
+    image_encoder: str | None = None  # CLIP vision with projection (sd-image-variations image_encoder)
+    motion_adapter: str | None = None  # AnimateDiff mm_sd_v15_v2
+    controlnet: str | None = None  # optional ControlNet-openpose: initialises the pose guider
+
+
+@dataclass
+class Stage2Objective:
+    noise_offset: float = 0.05  # spec §5.5
+    snr_gamma: float = 5.0  # spec §5.5: min-SNR gamma
+    image_drop_prob: float = 0.1  # spec §5.5/5.6: zero the CLIP embedding and skip the ReferenceNet
+    audio_drop_prob: float = 0.05  # spec §5.6: zero audio tokens (video step)
+    region_scales: tuple[float, float, float] = (1.0, 1.0, 1.0)  # spec §5.3 decision: (1, 1, 1) in training
+
+
+@dataclass
+class Stage2Validation:
+    every: int = 0  # steps; 0 disables
+    split: str = "val"  # the first clip of this split is generated
+    num_frames: int = 12  # frames generated from the start of that clip
+    num_inference_steps: int = 20
+    guidance_scale: float = 3.5  # spec §5.7
+    region_scales: tuple[float, float, float] = (1.0, 1.0, 2.0)  # spec §5.3 decision: inference (1, 1, 2)
+
+
+@dataclass
+class Stage2Train:
+    """``mmgt train stage2 --step image|video`` (spec §5.5, §5.6)."""
+
+    name: str = "stage2"
+    output_root: str = "runs"
+    step: str = "image"  # image (II-a) | video (II-b)
+    seed: int = 0
+    max_steps: int = 30000  # spec §5.5 (image); the video step ran 32,500
+    batch_size: int = 4  # spec: 4 (image), 1 (video)
+    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU); the release trained in fp16
+    gradient_checkpointing: bool = False  # memory for compute; the maths is unchanged
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    log_every: int = 10
+    preset: str = "tiny"  # tiny: random init + `vae`; sd15: `folders`
+    vae: str | None = None  # tiny: the <run>/final folder of `mmgt train vae`
+    folders: Stage2Folders = field(default_factory=Stage2Folders)
+    init_from: str | None = None  # video step: the image step's <run>/final folder
+    motion_adapter: str | None = None  # video step: an AnimateDiff MotionAdapter folder; None = fresh (identity) ones
+    audio_placement: str = "down"  # spec §5.3: down (release) | down_up_mid (figure)
+    data: Stage2Data = field(default_factory=Stage2Data)
+    objective: Stage2Objective = field(default_factory=Stage2Objective)
+    optim: OptimSection = field(
+        default_factory=lambda: OptimSection(lr=1e-5, weight_decay=1e-2, warmup_steps=1, grad_clip=1.0)
+    )  # spec §5.5: AdamW 1e-5, wd 1e-2, constant LR; the video step used adamw8bit
+    validation: Stage2Validation = field(default_factory=Stage2Validation)

@@ -9,7 +9,11 @@ from mmgt.cli._common import add_group
 
 
 def register(subparsers) -> None:
-    commands = add_group(subparsers, "train", "Train the models (stage 1 SMGA, the pose autoencoder for FGD).")
+    commands = add_group(
+        subparsers,
+        "train",
+        "Train the models (stage 1 SMGA, the pose autoencoder for FGD, the stage-2 VAE and steps).",
+    )
 
     p = commands.add_parser(
         "stage1",
@@ -39,6 +43,38 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_pose_ae)
 
+    p = commands.add_parser(
+        "vae",
+        help="Train the tiny stage-2 VAE (8x AutoencoderKL) on a dataset's frames.",
+        description="Train the stage-2 preset's AutoencoderKL from scratch (L1 + MSE + weak KL) on random frames of "
+        "the train split; the export <output_root>/vae/<name>/final holds the measured latent scaling_factor. "
+        "Settings: VaeTrain defaults <- --config YAML <- key=value overrides (e.g. data.root=synth-data).",
+    )
+    _add_run_arguments(p, "vae")
+    p.set_defaults(func=_vae)
+
+    p = commands.add_parser(
+        "stage2",
+        help="Train a stage-2 step: image (UNet, ReferenceNet, pose guider) or video (motion + audio modules).",
+        description="Stage II training (spec §5.5-5.6). --step image trains the 2D UNet, ReferenceNet and pose "
+        "guider (tiny preset: needs vae=<mmgt train vae export>); --step video starts from init_from=<image-step "
+        "final> and trains the motion modules, MM-HAA and the audio projection, exporting a PoseToVideoPipeline. "
+        "Settings: Stage2Train defaults <- --config YAML <- key=value overrides.",
+    )
+    p.add_argument("--step", choices=("image", "video"), default=None, help="overrides the config's step")
+    _add_run_arguments(p, "stage2")
+    p.set_defaults(func=_stage2)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    p.add_argument("--config", type=Path, default=None, help="YAML file with values that differ from the defaults")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run <output_root>/{stage}/<name> from its latest checkpoint",
+    )
+    p.add_argument("overrides", nargs="*", help="key=value overrides, applied after the YAML file")
+
 
 def _stage1(args: argparse.Namespace) -> int:
     from mmgt.config import Stage1Train, load_config
@@ -55,4 +91,23 @@ def _pose_ae(args: argparse.Namespace) -> int:
 
     out = main(args.dataset, args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     print(f"pose autoencoder: {out}")
+    return 0
+
+
+def _vae(args: argparse.Namespace) -> int:
+    from mmgt.config import VaeTrain, load_config
+    from mmgt.training.train_vae import main
+
+    final = main(load_config(VaeTrain, args.config, args.overrides), resume=args.resume)
+    print(f"vae: {final}")
+    return 0
+
+
+def _stage2(args: argparse.Namespace) -> int:
+    from mmgt.config import Stage2Train, load_config
+    from mmgt.training.train_stage2 import main
+
+    cfg = load_config(Stage2Train, args.config, [*args.overrides, *([f"step={args.step}"] if args.step else [])])
+    final = main(cfg, resume=args.resume)
+    print(f"stage2 {cfg.step} step export: {final}")
     return 0

@@ -1,0 +1,242 @@
+"""``mmgt train vae``: the tiny preset's 8x AutoencoderKL, trained from scratch on dataset frames.
+
+SD-1.5's VAE (sd-vae-ft-mse) is a download; the tiny stage-2 preset needs its own. Loss = L1 + MSE + a weak KL
+(``VaeTrain`` documents the weights). Before the final export the latent scaling factor (1 / std of the latents over
+training frames, the rule behind SD's 0.18215) is written into ``vae.config.scaling_factor``, so stage 2 reads it
+from the folder instead of a constant (STYLE §4.11).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from diffusers import AutoencoderKL
+from torch import nn
+from tqdm.auto import tqdm
+
+from mmgt.config import VaeTrain, save_config
+from mmgt.data.manifest import read_manifest
+from mmgt.data.stage2_dataset import crop_resize, random_crop_box
+from mmgt.errors import MmgtError
+from mmgt.evaluation.image_quality import psnr
+from mmgt.models.stage2_presets import preset
+from mmgt.training.common import (
+    CSVLog,
+    build_optimizer,
+    latest_checkpoint,
+    make_run_dir,
+    reduce_mean,
+    save_checkpoint,
+    seed_step,
+    setup_accelerator,
+    step_generator,
+    warmup_lambda,
+)
+from mmgt.utils.video_io import read_video_frames
+
+logger = logging.getLogger(__name__)
+SCALE_STREAM = 1  # step_generator stream of the scaling-factor estimate (stream 0 is the training steps')
+
+
+class FrameSource:
+    """Frames of one dataset split, decoded per clip on demand (a small LRU cache of whole clips)."""
+
+    def __init__(self, root: str | Path, split: str, max_clips: int = 16):
+        self.root, self.records = Path(root), read_manifest(root, split)
+        if not self.records:
+            raise MmgtError(f"{self.root}: no clips in split {split!r}")
+        self.max_clips = max_clips
+        self._clips: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def frame(self, clip: int, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 frame ``index`` of clip ``clip`` (clamped to the decoded length)."""
+        if clip not in self._clips:
+            self._clips[clip] = read_video_frames(self.records[clip].path(self.root, "video"))
+            while len(self._clips) > self.max_clips:
+                self._clips.popitem(last=False)
+        self._clips.move_to_end(clip)
+        frames = self._clips[clip]
+        return frames[min(index, len(frames) - 1)]
+
+    def random_crops(self, rng: np.random.Generator, count: int, size: int, crop_scale, hflip: bool) -> torch.Tensor:
+        """(count, 3, size, size) float32 in [-1, 1]: random frames, square random crops, optional flips."""
+        out = []
+        for _ in range(count):
+            clip = int(rng.integers(len(self.records)))
+            frame = self.frame(clip, int(rng.integers(self.records[clip].num_frames)))
+            box = random_crop_box(rng, *frame.shape[:2], scale=crop_scale, ratio=(1.0, 1.0))
+            image = crop_resize(frame[None], box, size)[0]
+            if hflip and rng.random() < 0.5:
+                image = image[:, ::-1]
+            out.append(image)
+        return to_pixels(np.stack(out))
+
+    def spread_frames(self, count: int, size: int) -> np.ndarray:
+        """(count, size, size, 3) uint8: whole frames resized, spread evenly over the split (deterministic)."""
+        index = [(c, k) for c, rec in enumerate(self.records) for k in range(rec.num_frames)]
+        picks = np.linspace(0, len(index) - 1, min(count, len(index))).round().astype(int)
+        frames = [self.frame(*index[i]) for i in picks]
+        return np.stack([crop_resize(f[None], (0, 0, *f.shape[:2]), size)[0] for f in frames])
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 (clamped, rounded)."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class VaeObjective(nn.Module):
+    """Wraps the VAE so one ``forward`` (the call accelerate/DDP sees) returns the reconstruction and the KL."""
+
+    def __init__(self, vae: AutoencoderKL):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, pixels: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) in [-1, 1] -> (reconstruction (B, 3, H, W), KL per latent element (B,))."""
+        posterior = self.vae.encode(pixels).latent_dist
+        latents = posterior.sample(generator=generator)  # (B, C, H/8, W/8)
+        kl = posterior.kl() / latents[0].numel()  # KL(q(z|x) || N(0, I)), summed by diffusers -> per element
+        return self.vae.decode(latents).sample, kl
+
+
+def vae_losses(
+    reconstruction: torch.Tensor, pixels: torch.Tensor, kl: torch.Tensor, l1: float, mse: float, kl_weight: float
+) -> dict[str, torch.Tensor]:
+    """Named loss terms and their weighted sum ``loss`` (all scalars)."""
+    terms = {
+        "l1": (reconstruction.float() - pixels).abs().mean(),
+        "mse": ((reconstruction.float() - pixels) ** 2).mean(),
+        "kl": kl.float().mean(),
+    }
+    terms["loss"] = l1 * terms["l1"] + mse * terms["mse"] + kl_weight * terms["kl"]
+    return terms
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae: AutoencoderKL, frames: np.ndarray, batch_size: int = 8) -> float:
+    """Mean PSNR (dB, uint8 scale) of ``vae`` reconstructions (posterior mode) of (N, H, W, 3) uint8 frames."""
+    p = next(vae.parameters())
+    out = []
+    for start in range(0, len(frames), batch_size):
+        pixels = to_pixels(frames[start : start + batch_size]).to(p.device, p.dtype)
+        out.append(to_uint8(vae.decode(vae.encode(pixels).latent_dist.mode()).sample))
+    return psnr(np.concatenate(out), frames)
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator | None) -> float:
+    """1 / std of posterior samples of (N, 3, H, W) frames: scaled latents then have unit variance (SD's rule)."""
+    p = next(vae.parameters())
+    latents = vae.encode(pixels.to(p.device, p.dtype)).latent_dist.sample(generator=generator)
+    return float(1.0 / latents.float().std())
+
+
+def main(cfg: VaeTrain, resume: bool = False) -> Path:
+    """Train the VAE; returns ``<run>/final`` (an AutoencoderKL folder with the measured ``scaling_factor``)."""
+    # 1. Run folder, accelerator, resolved config.
+    run_dir = make_run_dir(cfg.output_root, "vae", cfg.name, resume=resume)
+    accelerator = setup_accelerator(run_dir, cfg.mixed_precision)
+    rank = accelerator.process_index
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+    if cfg.data.size % 8:
+        raise MmgtError(f"data.size must be a multiple of 8 (the VAE downsamples 8x), got {cfg.data.size}")
+
+    # 2. Data: random crops of training frames; fixed val frames for PSNR.
+    train, val = FrameSource(cfg.data.root, "train"), FrameSource(cfg.data.root, cfg.validation.split)
+    val_frames = val.spread_frames(cfg.validation.num_frames, cfg.data.size)  # (N, S, S, 3) uint8
+
+    # 3. Model (the preset's VAE section + overrides), optimiser, LR schedule.
+    set_seed(cfg.seed)
+    vae = AutoencoderKL(**{**preset(cfg.model.preset)["vae"], **cfg.model.overrides})
+    model = VaeObjective(vae)
+    optimizer = build_optimizer(
+        model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas)
+    )
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+
+    # 4. Resume: every later random draw depends only on (seed, step, process).
+    start_step = _resume(accelerator, run_dir) if resume else 0
+    main_process = accelerator.is_main_process
+    log = CSVLog(run_dir / "train_log.csv", resume_step=start_step if resume else None) if main_process else None
+    val_log = CSVLog(run_dir / "val_log.csv", resume_step=start_step if resume else None) if main_process else None
+
+    # 5. Loop.
+    model.train()
+    bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, disable=not main_process,
+               desc="vae")  # fmt: skip
+    for step in bar:
+        seed_step(cfg.seed, step, rank)
+        gen = step_generator(cfg.seed, step, rank)
+        rng = np.random.default_rng([cfg.seed, step, rank])
+        pixels = train.random_crops(rng, cfg.batch_size, cfg.data.size, tuple(cfg.data.crop_scale), cfg.data.hflip)
+        pixels = pixels.to(accelerator.device)  # (B, 3, S, S) in [-1, 1]
+        with accelerator.autocast():
+            reconstruction, kl = model(pixels, gen)
+        losses = vae_losses(reconstruction, pixels, kl, cfg.l1_weight, cfg.mse_weight, cfg.kl_weight)
+        accelerator.backward(losses["loss"])
+        if cfg.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            values = reduce_mean(accelerator, losses)
+            if log is not None:
+                log.log(done, {**values, "lr": lr_scheduler.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+            save_checkpoint(accelerator, run_dir, done, {"vae": _vae(accelerator, model)}, cfg.checkpoints_total_limit)
+        if main_process and cfg.validation.every and done % cfg.validation.every == 0 and done < cfg.max_steps:
+            _validate(_vae(accelerator, model), val_frames, done, val_log)
+
+    # 6. Latent scale from training frames, final PSNR, export.
+    final = run_dir / "final"
+    if main_process:
+        vae = _vae(accelerator, model).eval()
+        sample_rng = np.random.default_rng([cfg.seed, cfg.max_steps, SCALE_STREAM])
+        frames = train.random_crops(sample_rng, cfg.scaling_frames, cfg.data.size, (1.0, 1.0), hflip=False)
+        scale = latent_scaling_factor(vae, frames, step_generator(cfg.seed, cfg.max_steps, 0, SCALE_STREAM))
+        vae.register_to_config(scaling_factor=scale)
+        _validate(vae, val_frames, cfg.max_steps, val_log)
+        vae.save_pretrained(final)
+        print(f"vae: scaling_factor {scale:.5f}; exported to {final}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def _vae(accelerator, model: nn.Module) -> AutoencoderKL:
+    return accelerator.unwrap_model(model).vae
+
+
+def _resume(accelerator, run_dir: Path) -> int:
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise MmgtError(f"--resume: {run_dir} has no complete checkpoint")
+    accelerator.load_state(str(found[0]))
+    logger.info("resumed from %s", found[0])
+    return found[1]
+
+
+def _validate(vae: AutoencoderKL, frames: np.ndarray, step: int, log: CSVLog | None) -> float:
+    was_training = vae.training
+    value = reconstruction_psnr(vae.eval(), frames)
+    vae.train(was_training)
+    print(f"vae step {step}: val PSNR {value:.2f} dB over {len(frames)} frames")
+    if log is not None:
+        log.log(step, {"val_psnr": value})
+    return value

@@ -1,0 +1,250 @@
+"""`mmgt train stage2` on the synthetic dataset: image step export, video step exact resume and pipeline export,
+the freeze policy of each step, condition dropout and gradient checkpointing (tiny preset, 64 px, CPU)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+from mmgt.config import Stage2Train, load_config
+from mmgt.contracts import PoseSequence
+from mmgt.data.manifest import read_manifest
+from mmgt.diffusion.stage2 import make_stage2_scheduler
+from mmgt.errors import MmgtError, ModelFolderError
+from mmgt.models.audio_projection import AudioProjection
+from mmgt.models.denoising_unet import build_denoising_unet
+from mmgt.models.stage2_presets import build_components
+from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+from mmgt.training.common import latest_checkpoint
+from mmgt.training.train_stage2 import (
+    build_trainee,
+    check_video_freeze,
+    main,
+    stage2_loss,
+    trainable_counts,
+    video_step_components,
+)
+
+TINY = ["data.size=64", "data.min_gap=5", "data.samples_per_clip=2", "log_every=1", "checkpoint_every=1",
+        "validation.every=0", "optim.lr=1e-4"]  # fmt: skip
+MEL_SPEC = {"num_layers": 1, "dim": 81}
+
+
+def _cfg(root, out, step, name, steps, extra=()):
+    path = f"configs/stage2/tiny_{step}.yaml"
+    return load_config(Stage2Train, path, [*TINY, f"data.root={root}", f"output_root={out}", f"name={name}",
+                                           f"max_steps={steps}", *extra])  # fmt: skip
+
+
+def _losses(run_dir):
+    with (run_dir / "train_log.csv").open() as f:
+        return {int(r["step"]): (float(r["loss"]), float(r["mse"])) for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory):
+    """A random tiny VAE folder with a made-up scaling factor (stands in for `mmgt train vae`'s export)."""
+    torch.manual_seed(0)
+    vae = build_components("tiny")["vae"]
+    vae.register_to_config(scaling_factor=0.7)
+    folder = tmp_path_factory.mktemp("vae")
+    vae.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_export(synth_dataset, tiny_vae, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    final = main(_cfg(synth_dataset, out, "image", "img", 2, ["batch_size=2", f"vae={tiny_vae}"]))
+    return out, final
+
+
+def test_image_step_trains_and_exports_its_components(image_export, tiny_vae):
+    out, final = image_export
+    run = out / "stage2" / "img"
+    losses = _losses(run)
+    assert sorted(losses) == [1, 2] and all(np.isfinite(v) for pair in losses.values() for v in pair)
+    assert all(loss <= mse for loss, mse in losses.values())  # min-SNR weights are <= 1
+    assert latest_checkpoint(run)[1] == 2 and (run / "checkpoints" / "step-0000002" / "pose_guider").is_dir()
+    # The export holds the trained modules plus the frozen encoders, each loadable on its own.
+    unet = UNet2DConditionModel.from_pretrained(final / "unet")
+    torch.manual_seed(0)
+    fresh = build_components("tiny")["unet"]  # same seed as the run: training moved the weights
+    assert not torch.equal(unet.conv_in.weight, fresh.conv_in.weight)
+    vae = AutoencoderKL.from_pretrained(final / "vae")
+    assert vae.config.scaling_factor == 0.7  # the frozen VAE (and its scale) passes through unchanged
+    source = AutoencoderKL.from_pretrained(tiny_vae)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), source.state_dict().values()))
+
+
+def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_export):
+    out, image_final = image_export
+    init = [f"init_from={image_final}", "data.num_frames=8"]
+    final = main(_cfg(synth_dataset, out, "video", "straight", 2, init))
+    straight = _losses(out / "stage2" / "straight")
+    assert sorted(straight) == [1, 2] and all(np.isfinite(v) for pair in straight.values() for v in pair)
+    main(_cfg(synth_dataset, out, "video", "resumed", 1, init))
+    main(_cfg(synth_dataset, out, "video", "resumed", 2, init), resume=True)
+    assert _losses(out / "stage2" / "resumed") == straight  # exact, to the last bit
+
+    # The export is a PoseToVideoPipeline folder on the training schedule, with the mel audio recipe.
+    pipe = PoseToVideoPipeline.from_pretrained(final)
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.scheduler.config.rescale_betas_zero_snr
+    saved = DDIMScheduler.from_pretrained(final / "scheduler")
+    assert torch.equal(saved.alphas_cumprod, make_stage2_scheduler().alphas_cumprod)
+    assert pipe.config.audio_features["speech"]["type"] == "mel" and pipe.audio_projection.config.input_dim == 81
+    # Checkpoint motion-module export == the final UNet's motion modules.
+    from diffusers import MotionAdapter
+
+    adapter = MotionAdapter.from_pretrained(out / "stage2" / "straight" / "checkpoints" / "step-0000002" /
+                                            "motion_adapter")  # fmt: skip
+    unet_state = pipe.unet.state_dict()
+    assert all(torch.equal(v, unet_state[k]) for k, v in adapter.state_dict().items())
+    # ... and it generates.
+    rec = read_manifest(synth_dataset, "train")[0]
+    poses = PoseSequence.load(rec.path(synth_dataset, "keypoints"))[:3]
+    ref = np.full((64, 64, 3), 128, np.uint8)
+    frames = pipe(ref, poses, audio=np.zeros(16000 * 3 // 25, np.float32), height=64, width=64,
+                  num_inference_steps=2, progress=False).frames  # fmt: skip
+    assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
+
+
+def _video_parts(seed: int = 0):
+    torch.manual_seed(seed)
+    parts = build_components("tiny")
+    parts["motion_adapter_obj"] = parts["motion_adapter"]
+    parts["unet"] = build_denoising_unet(parts["unet"], parts["motion_adapter"])
+    parts["audio_projection"] = AudioProjection(seq_len=5, num_layers=1, input_dim=81, intermediate_dim=16,
+                                                output_dim=64, num_tokens=4)  # fmt: skip
+    return parts
+
+
+def _count(module, predicate=lambda name: True):
+    return sum(p.numel() for name, p in module.named_parameters() if predicate(name))
+
+
+def test_freeze_policy_of_each_step():
+    image_cfg = load_config(Stage2Train, overrides=["step=image"])
+    torch.manual_seed(0)
+    parts = build_components("tiny")
+    counts = trainable_counts(build_trainee(image_cfg, parts))
+    ref = parts["reference_unet"]
+    last_up = f"up_blocks.{len(ref.up_blocks) - 1}."
+    assert counts == {
+        "unet": _count(parts["unet"]),  # every 2D weight
+        "reference_unet": _count(ref, lambda n: not n.startswith((last_up, "conv_norm_out.", "conv_out."))),
+        "pose_guider": _count(parts["pose_guider"]),
+    }
+    assert not any(p.requires_grad for name in ("vae", "image_encoder") for p in parts[name].parameters())
+
+    video_cfg = load_config(Stage2Train, overrides=["step=video"])
+    parts = _video_parts()
+    trainee = build_trainee(video_cfg, parts)
+    counts = trainable_counts(trainee)
+    assert counts == {
+        "unet": _count(parts["motion_adapter_obj"]),  # exactly the AnimateDiff motion modules
+        "reference_unet": 0,
+        "pose_guider": 0,
+        "audio_projection": _count(parts["audio_projection"]),
+        "audio_adapter": _count(parts["audio_adapter"]),
+    }
+    trainee.pose_guider.conv_in.weight.requires_grad_(True)
+    with pytest.raises(MmgtError, match="1 parameters trainable that should be frozen"):
+        check_video_freeze(trainee)
+
+
+def _video_inputs(seed: int = 3, b: int = 2, f: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    masks = [torch.rand(b * f, 3, s, s, generator=g) for s in (8, 4, 2, 1)]
+    return {
+        "latents": torch.randn(b, 4, f, 8, 8, generator=g),
+        "ref_latents": torch.randn(b, 4, 8, 8, generator=g),
+        "clip_embeds": torch.randn(b, 1, 64, generator=g),
+        "pose_images": torch.rand(b * f, 3, 64, 64, generator=g),
+        "audio": torch.randn(b, f, 5, 1, 81, generator=g),
+        "region_masks": masks,
+    }
+
+
+def _nonzero_adapters(trainee, seed: int = 5):
+    """Give the zero-initialised temporal/audio outputs random values so they affect (and are tested by) the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (*trainee.audio_adapter.parameters(), *trainee.unet.parameters()):
+            if p.requires_grad and not p.any():
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def _count_forwards(module, calls: list, tag: int) -> None:
+    """Record every run of ``module.forward`` (forward hooks do not fire when checkpointing recomputes)."""
+    forward = module.forward
+    module.forward = lambda *args, **kwargs: calls.append(tag) or forward(*args, **kwargs)
+
+
+def test_gradient_checkpointing_changes_nothing():
+    results = []
+    for flag in (False, True):
+        cfg = load_config(Stage2Train, overrides=["step=video", f"gradient_checkpointing={flag}",
+                                                  "objective.image_drop_prob=0.3"])  # fmt: skip
+        # With generator seed 1 the dropout draws are (0.19, 0.42): sample 0 dropped, sample 1 kept (both paths).
+        trainee = build_trainee(cfg, _video_parts())
+        _nonzero_adapters(trainee)
+        trainee.train()
+        calls = []
+        _count_forwards(trainee.unet.up_blocks[-1].resnets[0], calls, 1)
+        _count_forwards(trainee.reference_unet.up_blocks[0].resnets[0], calls, 2)
+        losses = stage2_loss(trainee, make_stage2_scheduler(), _video_inputs(), torch.Generator().manual_seed(1),
+                             cfg, torch.device("cpu"))  # fmt: skip
+        losses["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in trainee.named_parameters() if p.requires_grad}
+        results.append((losses["loss"].item(), grads, calls.count(1), calls.count(2)))
+    (loss_a, grads_a, unet_a, ref_a), (loss_b, grads_b, unet_b, ref_b) = results
+    # Checkpointing is really on: a UNet block after the motion modules runs again in backward (the frozen
+    # ReferenceNet, with nothing to differentiate, need not).
+    assert unet_b == 2 * unet_a and ref_a == ref_b == 1
+    assert loss_a == loss_b
+    assert grads_a.keys() == grads_b.keys() and any(g.abs().sum() > 0 for g in grads_a.values())
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+@torch.no_grad()
+def test_condition_dropout_removes_exactly_the_dropped_conditions():
+    cfg = load_config(Stage2Train, overrides=["step=video"])
+    trainee = build_trainee(cfg, _video_parts()).eval()
+    _nonzero_adapters(trainee)
+    x = _video_inputs()
+    noisy, t = x["latents"], torch.tensor([300, 700])
+
+    def run(inputs, keep_image, keep_audio):
+        keep_image, keep_audio = torch.tensor(keep_image), torch.tensor(keep_audio)
+        return trainee(noisy, t, inputs["ref_latents"], inputs["clip_embeds"], keep_image, inputs["pose_images"],
+                       inputs["audio"], keep_audio, inputs["region_masks"])  # fmt: skip
+
+    other = {**x, "ref_latents": torch.randn(2, 4, 8, 8), "clip_embeds": torch.randn(2, 1, 64),
+             "audio": torch.randn(2, 3, 5, 1, 81)}  # fmt: skip
+    both = run(x, [True, False], [True, False])
+    # Sample 1 dropped image and audio: its prediction ignores its reference, CLIP and audio entirely...
+    torch.testing.assert_close(both[1], run(other, [True, False], [True, False])[1], rtol=0, atol=0)
+    # ... while sample 0 (kept) depends on them.
+    assert not torch.allclose(both[0], run(other, [True, False], [True, False])[0])
+    # Splitting the batch by dropout keeps every sample's own result and order.
+    all_kept = run(x, [True, True], [True, False])
+    torch.testing.assert_close(both[0], all_kept[0], rtol=1e-5, atol=1e-6)
+    none_kept = run(x, [False, False], [True, False])
+    torch.testing.assert_close(both[1], none_kept[1], rtol=1e-5, atol=1e-6)
+
+
+def test_missing_inputs_fail_with_the_folder_named(synth_dataset, tmp_path, image_export):
+    with pytest.raises(ModelFolderError, match=r"vae \(the <run>/final folder of `mmgt train vae`\)"):
+        main(_cfg(synth_dataset, tmp_path, "image", "novae", 1, ["vae=null"]))
+    with pytest.raises(MmgtError, match="init_from must name the image step"):
+        video_step_components(_cfg(synth_dataset, tmp_path, "video", "noinit", 1, ["init_from=null"]), MEL_SPEC)
+    with pytest.raises(ModelFolderError, match=f"{tmp_path}: not an image-step export, missing unet, reference_unet"):
+        video_step_components(_cfg(synth_dataset, tmp_path, "video", "bad", 1, [f"init_from={tmp_path}"]), MEL_SPEC)
+    with pytest.raises(MmgtError, match="step must be one of"):
+        main(_cfg(synth_dataset, tmp_path, "image", "badstep", 1, ["step=audio"]))
