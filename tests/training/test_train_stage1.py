@@ -27,8 +27,13 @@ def _losses(run_dir):
 
 
 def test_train_export_and_exact_resume(synth_dataset, tmp_path):
-    final = main(_cfg(synth_dataset, tmp_path, "straight", 4))
+    validation = ["validation.every=4", "validation.num_clips=1", "validation.num_inference_steps=2"]
+    final = main(_cfg(synth_dataset, tmp_path, "straight", 4, validation))
     straight = _losses(tmp_path / "stage1" / "straight")
+    with (tmp_path / "stage1" / "straight" / "val_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["4"] and {"lip_sync", "beat_align", "kp_l2", "pck"} <= set(rows[0])
+    assert list((tmp_path / "stage1" / "straight" / "validation" / "step-0000004").glob("*_gt_vs_generated.mp4"))
     assert sorted(straight) == [1, 2, 3, 4] and all(np.isfinite(v) for v in straight.values())
     assert latest_checkpoint(tmp_path / "stage1" / "straight")[1] == 4
     assert (tmp_path / "stage1" / "straight" / "config.yaml").is_file()

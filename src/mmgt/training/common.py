@@ -187,7 +187,7 @@ class CSVLog:
         if self.fields is None:
             self.fields = list(row.keys())
         with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            w = csv.DictWriter(f, self.fields)  # a key the header lacks raises: nothing is dropped silently
             if new:
                 w.writeheader()
             w.writerow(row)

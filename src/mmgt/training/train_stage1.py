@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
@@ -96,11 +95,9 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
         accelerator.load_state(str(found[0]))
         start_step = found[1]
         logger.info("resumed from %s", found[0])
-    log = (
-        CSVLog(run_dir / "train_log.csv", resume_step=start_step if resume else None)
-        if accelerator.is_main_process
-        else None
-    )
+    main_process, resume_step = accelerator.is_main_process, start_step if resume else None
+    log = CSVLog(run_dir / "train_log.csv", resume_step) if main_process else None  # fixed columns per file
+    val_log = CSVLog(run_dir / "val_log.csv", resume_step) if main_process else None
 
     # 5. Loop.
     model.train()
@@ -147,7 +144,7 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
             save_checkpoint(accelerator, run_dir, done, {"denoiser": model}, cfg.checkpoints_total_limit)
         if cfg.validation.every and (done % cfg.validation.every == 0 or done == cfg.max_steps):
             if accelerator.is_main_process:
-                _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, done, log)
+                _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, done, val_log)
             accelerator.wait_for_everyone()
 
     # 6. Export the EMA weights as a self-describing pipeline folder.
@@ -181,4 +178,4 @@ def _validate(accelerator, model, ema, scheduler, cfg: Stage1Train, encoder, run
         seed=cfg.seed,
     )
     if log is not None:
-        log.log(step, {f"val_{k}": v for k, v in metrics.items() if np.isscalar(v)})
+        log.log(step, metrics)
