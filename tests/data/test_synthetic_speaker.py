@@ -83,7 +83,7 @@ def test_hand_speed_peaks_follow_stressed_onsets(clips):
                 total += 1
                 near += bool(len(onsets)) and np.abs(onsets - times[p]).min() <= 0.12
     assert total >= 20
-    assert near / total >= 0.7, (near, total)  # measured: 0.96
+    assert near / total >= 0.7, (near, total)  # measured: 0.87 over 20 clips (docs/synthetic.md)
 
 
 def test_idle_motion_is_much_slower_than_strokes():
@@ -162,3 +162,13 @@ def test_rest_pose_and_size_checks():
     drive = AudioDrive(np.zeros(3, np.float32), *(np.zeros(0, np.int64),) * 2, *(np.zeros(0),) * 2)
     with pytest.raises(MmgtError, match="size"):
         animate(drive, np.random.default_rng(0), body, 8)
+
+
+def test_field_beat_alignment_prefers_the_true_audio(clips):
+    """The hold at each gesture apex makes the BC/BAS metric (velocity minima vs audio onsets) see the coupling."""
+    from mmgt.evaluation.beat_align import beat_alignment_score
+
+    own = [beat_alignment_score(pose, speech.wave, SR) for speech, pose in clips]
+    other = [beat_alignment_score(pose, clips[(i + 1) % len(clips)][0].wave, SR) for i, (_, pose) in enumerate(clips)]
+    assert np.mean(own) > np.mean(other) + 0.08, (own, other)  # measured: 0.77 vs 0.62 (6 clips)
+    assert sum(o > x for o, x in zip(own, other)) >= 5

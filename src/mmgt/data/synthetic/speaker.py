@@ -1,11 +1,15 @@
 """Procedural whole-body motion caused by audio, in the 134-keypoint layout.
 
-Every coupling is causal and local in time so that a model seeing ~3 s windows can learn it from the audio alone:
+Every coupling is local in time (within ±0.5 s of the audio event) so that a model seeing ~3 s windows can learn it
+from the audio alone:
 
 * mouth opening = mouth_max * (RMS envelope, 3-tap zero-lag smoothing);
 * head nod (down-up, 250-400 ms) starting at each stressed onset; yaw/roll sway that grows in pauses; blinks;
-* a beat gesture of one or both hands starting at each stressed onset: a 100-140 ms stroke (velocity peak 50-70 ms
-  after the onset) and a slower 350-500 ms return; direction, amplitude and hand are random (one-to-many);
+* a beat gesture of one or both hands timed to each stressed onset, with the phases of real beat gestures: an
+  80-100 ms stroke that reaches its apex 60 ms before the stressed vowel (velocity peak 100-110 ms before it), a
+  100 ms hold at the apex across the onset (the velocity minimum, i.e. the kinematic beat of the BC/BAS metric, which
+  then lines up with the audio onset that librosa finds at the syllable's start), and a slower 350-500 ms
+  retraction; direction, amplitude and hand are random (one-to-many);
 * slow idle drift of wrists, fingers and torso.
 
 Randomness is drawn once into a :class:`MotionPlan` (:func:`plan_motion`); :func:`pose_from_plan` is deterministic.
@@ -26,7 +30,8 @@ from mmgt.errors import MediaError, MmgtError
 ENVELOPE_SMOOTHING = (0.25, 0.5, 0.25)  # zero-lag 3-tap smoothing of the RMS envelope before it opens the mouth
 ENVELOPE_PERCENTILE = 99  # the envelope is RMS / (this percentile of the clip's frame RMS), clipped to 1
 NOD_DEG, NOD_S = (6.0, 11.0), (0.25, 0.4)  # nod amplitude and duration ranges
-STROKE_S, RETURN_S = (0.10, 0.14), (0.35, 0.5)  # beat gesture stroke and return durations
+STROKE_S, RETURN_S = (0.08, 0.10), (0.35, 0.5)  # beat gesture stroke and retraction durations
+APEX_LEAD_S, HOLD_S = 0.06, 0.10  # the stroke's apex comes this long before the stressed onset and is held this long
 STROKE_AMPLITUDE = (0.08, 0.13)  # wrist displacement, fraction of the image size
 HAND_CHOICE_P = {"left": 0.35, "right": 0.35, "both": 0.3}
 BLINK_S, BLINK_INTERVAL_S = 0.16, (2.5, 4.5)
@@ -234,12 +239,16 @@ def _frame_times(num_frames: int) -> np.ndarray:
 
 
 def _stroke_profile(t: np.ndarray, stroke_s: float, return_s: float) -> np.ndarray:
-    """0 -> 1 in ``stroke_s`` (raised cosine, velocity peak at stroke_s / 2), then back to 0 in ``return_s``."""
+    """Beat-gesture phases around a stressed onset at t = 0: stroke 0 -> 1 (raised cosine, velocity peak halfway)
+    ending ``APEX_LEAD_S`` before the onset, hold at 1 for ``HOLD_S``, retraction 1 -> 0 in ``return_s``."""
     out = np.zeros_like(t)
-    rise = (t >= 0) & (t < stroke_s)
-    fall = (t >= stroke_s) & (t < stroke_s + return_s)
-    out[rise] = 0.5 - 0.5 * np.cos(np.pi * t[rise] / stroke_s)
-    out[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - stroke_s) / return_s)
+    apex = -APEX_LEAD_S
+    rise = (t >= apex - stroke_s) & (t < apex)
+    hold = (t >= apex) & (t < apex + HOLD_S)
+    fall = (t >= apex + HOLD_S) & (t < apex + HOLD_S + return_s)
+    out[rise] = 0.5 - 0.5 * np.cos(np.pi * (t[rise] - apex + stroke_s) / stroke_s)
+    out[hold] = 1.0
+    out[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - apex - HOLD_S) / return_s)
     return out
 
 
