@@ -82,3 +82,9 @@ def test_motion_selection_and_bad_inputs(pipe):
         pipe(np.zeros(0, np.float32), 16000, _reference())
     with pytest.raises(ValueError, match=">= 1"):
         pipe(_wave(0.5), 16000, _reference(), num_inference_steps=0)
+
+
+def test_sixty_seconds_give_exactly_1500_frames(pipe):
+    out = pipe(_wave(60.0), 16000, _reference(), num_inference_steps=1, guidance_scale=1.0, progress=False)
+    assert out.poses.num_frames == 1500 and out.keypoints.shape == (1500, NUM_KEYPOINTS, 3)
+    assert np.isfinite(out.keypoints).all()

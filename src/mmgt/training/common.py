@@ -199,3 +199,25 @@ def reduce_mean(accelerator: Accelerator, values: dict[str, torch.Tensor]) -> di
     stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
     stacked = accelerator.reduce(stacked, reduction="mean")
     return {k: float(v) for k, v in zip(keys, stacked.cpu())}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The two steps every training loop repeats
+# ---------------------------------------------------------------------------------------------------------------------
+def optimizer_step(accelerator: Accelerator, loss: torch.Tensor, params, optimizer, lr_scheduler,
+                   grad_clip: float) -> None:  # fmt: skip
+    """Backward, optional gradient clipping (``grad_clip`` <= 0 disables it), optimiser and LR-schedule step."""
+    accelerator.backward(loss)
+    if grad_clip > 0:
+        accelerator.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def log_losses(accelerator: Accelerator, log: CSVLog | None, bar, step: int, losses: dict, lr_scheduler) -> None:
+    """Average the named losses over processes, append them (and the LR) to the CSV, show the total on the bar."""
+    values = reduce_mean(accelerator, losses)
+    if log is not None:
+        log.log(step, {**values, "lr": lr_scheduler.get_last_lr()[0]})
+    bar.set_postfix(loss=f"{values['loss']:.4f}")

@@ -24,8 +24,9 @@ from mmgt.training.common import (
     build_optimizer,
     collate,
     latest_checkpoint,
+    log_losses,
     make_run_dir,
-    reduce_mean,
+    optimizer_step,
     save_checkpoint,
     seed_step,
     setup_accelerator,
@@ -126,20 +127,12 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
         with accelerator.autocast():
             pred = model(x_t, t, cond, audio, drop_audio=drop.to(x0.device))  # x0 prediction (B, W, K, 3)
         losses = smga_loss(pred.float(), x0, accelerator.unwrap_model(model).config.face_indices, cfg.face_weight)
-        accelerator.backward(losses["loss"])
-        if cfg.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, losses["loss"], model.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
         ema.step(model.parameters())
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
-            values = reduce_mean(accelerator, losses)
-            if log is not None:
-                log.log(done, {**values, "lr": lr_scheduler.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            log_losses(accelerator, log, bar, done, losses, lr_scheduler)
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
             save_checkpoint(accelerator, run_dir, done, {"denoiser": model}, cfg.checkpoints_total_limit)
         if cfg.validation.every and (done % cfg.validation.every == 0 or done == cfg.max_steps):

@@ -50,8 +50,9 @@ from mmgt.training.common import (
     build_optimizer,
     collate,
     latest_checkpoint,
+    log_losses,
     make_run_dir,
-    reduce_mean,
+    optimizer_step,
     save_checkpoint,
     seed_step,
     setup_accelerator,
@@ -365,19 +366,11 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
         inputs = encode_batch(batch, vae, image_encoder, gen)
         with accelerator.autocast():
             losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device)
-        accelerator.backward(losses["loss"])
-        if cfg.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(trainee.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, losses["loss"], trainee.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
-            values = reduce_mean(accelerator, losses)
-            if log is not None:
-                log.log(done, {**values, "lr": lr_scheduler.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            log_losses(accelerator, log, bar, done, losses, lr_scheduler)
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
             exports = _checkpoint_exports(accelerator.unwrap_model(trainee), parts, cfg.step)
             save_checkpoint(accelerator, run_dir, done, exports, cfg.checkpoints_total_limit)

@@ -29,8 +29,9 @@ from mmgt.training.common import (
     CSVLog,
     build_optimizer,
     latest_checkpoint,
+    log_losses,
     make_run_dir,
-    reduce_mean,
+    optimizer_step,
     save_checkpoint,
     seed_step,
     setup_accelerator,
@@ -185,19 +186,11 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
         with accelerator.autocast():
             reconstruction, kl = model(pixels, gen)
         losses = vae_losses(reconstruction, pixels, kl, cfg.l1_weight, cfg.mse_weight, cfg.kl_weight)
-        accelerator.backward(losses["loss"])
-        if cfg.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(accelerator, losses["loss"], model.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
-            values = reduce_mean(accelerator, losses)
-            if log is not None:
-                log.log(done, {**values, "lr": lr_scheduler.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            log_losses(accelerator, log, bar, done, losses, lr_scheduler)
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
             save_checkpoint(accelerator, run_dir, done, {"vae": _vae(accelerator, model)}, cfg.checkpoints_total_limit)
         if main_process and cfg.validation.every and done % cfg.validation.every == 0 and done < cfg.max_steps:
