@@ -13,6 +13,7 @@ from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
 import mmgt.pipelines.pose_to_video as module
+from mmgt.audio.features import feature_spec
 from mmgt.audio.mel import mel_features
 from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
@@ -28,7 +29,6 @@ from mmgt.pipelines.pose_to_video import (
     PoseToVideoPipeline,
     clip_pixels,
     fit_reference,
-    stage2_feature_spec,
 )
 
 SIZE = 64
@@ -39,7 +39,7 @@ def _build(perturb: tuple[str, ...] = (), seed: int = 0, spec: dict | None = Non
     """Tiny pipeline; ``perturb`` names zero-initialised parts given random weights ("adapter", "pose", "motion")."""
     torch.manual_seed(seed)
     parts = build_components("tiny")
-    spec = spec or stage2_feature_spec(None)  # default: the mel fallback, (T, 1, 81)
+    spec = spec or feature_spec(None, stage=2)  # default: the mel fallback, (T, 1, 81)
     projection = AudioProjection(
         **{**preset("tiny")["audio_projection"], "num_layers": spec["num_layers"], "input_dim": spec["dim"]}
     )
@@ -184,7 +184,7 @@ def test_wav2vec2_features_through_an_attached_encoder(tmp_path):
                             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)  # fmt: skip
     Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
     encoder = SpeechEncoder.from_pretrained(tmp_path / "w2v", layers="all", interpolate="before_transformer")
-    spec = stage2_feature_spec(encoder)
+    spec = feature_spec(encoder, stage=2)
     assert (spec["num_layers"], spec["dim"]) == (3, 32)
     pipe = _build(("adapter",), spec=spec)
     with pytest.raises(MmgtError, match="gives 1 layers x 32, the model was trained on 3 x 32"):

@@ -46,12 +46,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 OUTPUT_TYPES = ("np", "latent")
 
 
-def stage2_feature_spec(encoder: SpeechEncoder | None = None) -> dict:
-    """The stage-2 audio recipe (``num_layers`` L and ``dim`` D size the AudioProjection); see
-    :func:`mmgt.audio.features.feature_spec` with ``stage=2``."""
-    return feature_spec(encoder, stage=2)
-
-
 def fit_reference(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
     """Resize ``image`` to cover ``height`` x ``width`` (aspect ratio kept), then centre-crop to exactly that size.
 
@@ -184,7 +178,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
     folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``). The reference/MM-HAA attention
     processors are installed in ``__init__``, so ``from_pretrained`` returns a working pipeline.
 
-    Config: ``audio_features`` (the :func:`stage2_feature_spec` the audio projection was trained on),
+    Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
+    trained on),
     ``region_scales`` (MM-HAA branch weights at inference, spec §5.3: (1, 1, 2)), ``window_frames``/``overlap``
     (context windows, spec §5.7: 12/4) and ``closed_loop`` (wrap the last window to the start, as released).
 
@@ -214,7 +209,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         closed_loop: bool = True,
     ):
         super().__init__()
-        audio_features = audio_features or stage2_feature_spec(None)
+        audio_features = audio_features or feature_spec(None, stage=2)
         _check_audio_projection(audio_projection, audio_features)
         context_windows(1, window_frames, overlap)  # validates window/overlap
         self.register_modules(

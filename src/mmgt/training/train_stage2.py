@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from mmgt.audio.encoders import SpeechEncoder
+from mmgt.audio.features import feature_spec
 from mmgt.config import Stage2Train, save_config
 from mmgt.constants import FPS
 from mmgt.contracts import PoseSequence
@@ -43,7 +44,7 @@ from mmgt.models.denoising_unet import (
 )
 from mmgt.models.pose_guider import PoseGuider
 from mmgt.models.stage2_presets import build_components, load_sd15_components, preset
-from mmgt.pipelines.pose_to_video import PoseToVideoPipeline, clip_pixels, stage2_feature_spec
+from mmgt.pipelines.pose_to_video import PoseToVideoPipeline, clip_pixels
 from mmgt.training.common import (
     CSVLog,
     batch_indices,
@@ -321,7 +322,7 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
     encoder = None
     if cfg.step == "video" and cfg.data.encoder:
         encoder = SpeechEncoder.from_pretrained(cfg.data.encoder, layers="all", interpolate="before_transformer")
-    audio_spec = stage2_feature_spec(encoder)
+    audio_spec = feature_spec(encoder, stage=2)
 
     # 3. Components and freeze policy; the frozen VAE and CLIP run in the mixed-precision dtype.
     set_seed(cfg.seed)  # fresh weights depend only on the seed
