@@ -9,7 +9,6 @@ from the folder instead of a constant (STYLE §4.11).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mmgt.config import VaeTrain, save_config
 from mmgt.data.manifest import read_manifest
-from mmgt.data.stage2_dataset import crop_resize, random_crop_box
+from mmgt.data.stage2_dataset import ClipStore, crop_resize, random_crop_box
 from mmgt.errors import MmgtError
 from mmgt.evaluation.image_quality import psnr
 from mmgt.models.stage2_presets import preset
@@ -38,30 +37,23 @@ from mmgt.training.common import (
     step_generator,
     warmup_lambda,
 )
-from mmgt.utils.video_io import read_video_frames
 
 logger = logging.getLogger(__name__)
 SCALE_STREAM = 1  # step_generator stream of the scaling-factor estimate (stream 0 is the training steps')
 
 
 class FrameSource:
-    """Frames of one dataset split, decoded per clip on demand (a small LRU cache of whole clips)."""
+    """Frames of one dataset split, decoded per clip on demand (the stage-2 datasets' byte-bounded clip cache)."""
 
-    def __init__(self, root: str | Path, split: str, max_clips: int = 16):
+    def __init__(self, root: str | Path, split: str):
         self.root, self.records = Path(root), read_manifest(root, split)
         if not self.records:
             raise MmgtError(f"{self.root}: no clips in split {split!r}")
-        self.max_clips = max_clips
-        self._clips: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.store = ClipStore(self.root, self.records)
 
     def frame(self, clip: int, index: int) -> np.ndarray:
         """(H, W, 3) uint8 frame ``index`` of clip ``clip`` (clamped to the decoded length)."""
-        if clip not in self._clips:
-            self._clips[clip] = read_video_frames(self.records[clip].path(self.root, "video"))
-            while len(self._clips) > self.max_clips:
-                self._clips.popitem(last=False)
-        self._clips.move_to_end(clip)
-        frames = self._clips[clip]
+        frames = self.store.frames(clip)
         return frames[min(index, len(frames) - 1)]
 
     def random_crops(self, rng: np.random.Generator, count: int, size: int, crop_scale, hflip: bool) -> torch.Tensor:
