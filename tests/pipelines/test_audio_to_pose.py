@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmgt.audio.features import feature_spec, stage1_feature_dim
+from builders import tiny_stage1
 from mmgt.constants import LEGS, NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
-from mmgt.diffusion.schedulers import make_stage1_scheduler
-from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 
 WINDOW = 8
@@ -18,10 +16,7 @@ WINDOW = 8
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    model = GestureDenoiser.from_preset("tiny", hidden_dim=32, num_layers=1, num_heads=2, ff_dim=64,
-                                        audio_dim=stage1_feature_dim(None), window_frames=WINDOW).eval()  # fmt: skip
-    return AudioToPosePipeline(model, make_stage1_scheduler(), feature_spec(None))
+    return tiny_stage1(WINDOW)
 
 
 def _reference():

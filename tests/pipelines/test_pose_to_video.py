@@ -13,15 +13,14 @@ from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
 import mmgt.pipelines.pose_to_video as module
+from builders import tiny_stage2
 from mmgt.audio.features import feature_spec
 from mmgt.audio.mel import mel_features
 from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
-from mmgt.diffusion.stage2 import make_stage2_scheduler
 from mmgt.errors import MmgtError
 from mmgt.models.audio_projection import AudioProjection
-from mmgt.models.denoising_unet import build_denoising_unet
-from mmgt.models.stage2_presets import build_components, preset
+from mmgt.models.stage2_presets import preset
 from mmgt.pipelines.pose_to_video import (
     CLIP_MEAN,
     CLIP_STD,
@@ -35,41 +34,7 @@ SIZE = 64
 STEPS = 2
 
 
-def _build(perturb: tuple[str, ...] = (), seed: int = 0, spec: dict | None = None) -> PoseToVideoPipeline:
-    """Tiny pipeline; ``perturb`` names zero-initialised parts given random weights ("adapter", "pose", "motion")."""
-    torch.manual_seed(seed)
-    parts = build_components("tiny")
-    spec = spec or feature_spec(None, stage=2)  # default: the mel fallback, (T, 1, 81)
-    projection = AudioProjection(
-        **{**preset("tiny")["audio_projection"], "num_layers": spec["num_layers"], "input_dim": spec["dim"]}
-    )
-    unet = build_denoising_unet(parts["unet"], parts["motion_adapter"])
-    g = torch.Generator().manual_seed(seed + 1)
-    targets = {
-        "adapter": parts["audio_adapter"].named_parameters(),
-        "pose": parts["pose_guider"].named_parameters(),
-        "motion": ((n, p) for n, p in unet.named_parameters() if "motion_modules" in n and "proj_out" in n),
-    }
-    with torch.no_grad():
-        for name in perturb:
-            for _, param in targets[name]:
-                param.add_(0.2 * torch.randn(param.shape, generator=g))
-    pipe = PoseToVideoPipeline(
-        vae=parts["vae"],
-        image_encoder=parts["image_encoder"],
-        reference_unet=parts["reference_unet"],
-        unet=unet,
-        pose_guider=parts["pose_guider"],
-        audio_projection=projection,
-        audio_adapter=parts["audio_adapter"],
-        scheduler=make_stage2_scheduler(),
-        audio_features=spec,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.eval()  # as from_pretrained leaves them (train-mode VAE decoding differs in the last bits)
-    return pipe
+_build = tiny_stage2
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +172,37 @@ def test_equal_audio_scale_reduces_three_branch_cfg_to_the_released_two_branch_f
     torch.testing.assert_close(three, two, rtol=1e-4, atol=1e-4)
     louder = _run(trained, audio=wave, guidance_scale=3.0, audio_guidance_scale=6.0, output_type="latent")
     assert (louder - two).abs().max() > 1e-3
+
+
+def test_unconditional_branch_skips_the_reference_as_in_training(trained, monkeypatch):
+    """ "skip": the CFG negative runs alone without reference attention (training's image dropout); "zero_clip" (the
+    release) runs every branch in one batch reading zero-CLIP ReferenceNet features."""
+    calls = []
+    real_denoise = module.denoise
+
+    def spy_denoise(unet, latents, t, clip, pose, inputs):
+        calls.append((latents.shape[0], inputs.mode, len(inputs.reference_features), float(clip.abs().sum())))
+        return real_denoise(unet, latents, t, clip, pose, inputs)
+
+    monkeypatch.setattr(module, "denoise", spy_denoise)
+    assert trained.config.uncond_reference == "skip"
+    skipped = _run(trained, 5, audio=_wave(5), num_inference_steps=1, output_type="latent")
+    assert [c[:2] for c in calls] == [(1, "off"), (1, "read")]
+    assert calls[0][2] == 0 and calls[1][2] > 0  # no reference features in the negative, all of them in the positive
+    assert calls[0][3] == 0.0 and calls[1][3] > 0  # zero CLIP only in the negative
+    calls.clear()
+    trained.register_to_config(uncond_reference="zero_clip")
+    try:
+        released = _run(trained, 5, audio=_wave(5), num_inference_steps=1, output_type="latent")
+    finally:
+        trained.register_to_config(uncond_reference="skip")
+    assert [c[:2] for c in calls] == [(2, "read")]
+    assert (released - skipped).abs().max() > 1e-4
+
+
+def test_unknown_uncond_reference_is_refused(trained):
+    with pytest.raises(ValueError, match="uncond_reference"):
+        type(trained)(**trained.components, uncond_reference="none")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

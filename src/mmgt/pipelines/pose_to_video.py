@@ -44,6 +44,7 @@ logger = logging.get_logger(__name__)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 OUTPUT_TYPES = ("np", "latent")
+UNCOND_REFERENCE = ("skip", "zero_clip")  # what the unconditional CFG branch sees of the reference
 
 
 def fit_reference(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
@@ -181,7 +182,12 @@ class PoseToVideoPipeline(DiffusionPipeline):
     Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
     trained on),
     ``region_scales`` (MM-HAA branch weights at inference, spec §5.3: (1, 1, 2)), ``window_frames``/``overlap``
-    (context windows, spec §5.7: 12/4) and ``closed_loop`` (wrap the last window to the start, as released).
+    (context windows, spec §5.7: 12/4), ``closed_loop`` (wrap the last window to the start, as released) and
+    ``uncond_reference``: what the unconditional CFG branch sees of the reference. ``"skip"`` (default, our decision):
+    no ReferenceNet features, exactly what training's image dropout shows the model ("zero the CLIP embedding and
+    skip ReferenceNet", spec §5.5), so the branch CFG extrapolates from is one the model was trained on.
+    ``"zero_clip"``: the released sampler's ReferenceNet run with a zero CLIP embedding (spec §5.7), a branch
+    training never produces; kept to reproduce the release.
 
     Modules run in whatever train/eval mode they are in (``from_pretrained`` gives eval mode); call ``.eval()`` on
     modules taken from a training loop before sampling.
@@ -207,6 +213,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         window_frames: int = 12,
         overlap: int = 4,
         closed_loop: bool = True,
+        uncond_reference: str = "skip",
     ):
         super().__init__()
         audio_features = audio_features or feature_spec(None, stage=2)
@@ -228,7 +235,10 @@ class PoseToVideoPipeline(DiffusionPipeline):
             window_frames=int(window_frames),
             overlap=int(overlap),
             closed_loop=bool(closed_loop),
+            uncond_reference=str(uncond_reference),
         )
+        if uncond_reference not in UNCOND_REFERENCE:
+            raise MmgtError(f"uncond_reference must be one of {UNCOND_REFERENCE}, got {uncond_reference!r}")
         install_stage2_processors(unet, reference_unet, audio_adapter)  # processors are never saved
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.audio_encoder: SpeechEncoder | None = None
@@ -308,8 +318,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
     ) -> dict[str, torch.Tensor]:
         """Run the ReferenceNet once (write mode, timestep 0); returns layer -> (n_branches, N, C) features.
 
-        Spec §5.7: the unconditional branch runs the ReferenceNet with a zero CLIP embedding; the other branches
-        share the conditional features.
+        Spec §5.7: the unconditional branch runs the ReferenceNet with a zero CLIP embedding (``uncond_reference``
+        "zero_clip"; with "skip" its row is computed but not read); the other branches share the conditional features.
         """
         has_uncond = "uncond" in branches
         embeds = torch.cat([torch.zeros_like(clip_embeds), clip_embeds]) if has_uncond else clip_embeds  # (R, 1, D)
@@ -400,7 +410,18 @@ class PoseToVideoPipeline(DiffusionPipeline):
                 attn_inputs, audio_tokens=cond.audio_tokens, region_masks=cond.region_masks, num_frames=len(frames)
             )
             window = latents[:, :, index].repeat(n, 1, 1, 1, 1)  # (n, C, w, h, w): one copy per branch
-            out = denoise(self.unet, window, timestep, clip_embeds, cond.pose_features, inputs)
+            if self.config.uncond_reference == "skip" and guidance.branches[0] == "uncond":
+                # The unconditional branch runs alone without reference attention, the rest read the features.
+                w = len(frames)
+                off = replace(inputs, mode="off", reference_features={}, audio_tokens=cond.audio_tokens[:w])
+                on = replace(inputs, audio_tokens=cond.audio_tokens[w:],
+                             reference_features={k: v[1:] for k, v in inputs.reference_features.items()})  # fmt: skip
+                out = torch.cat([
+                    denoise(self.unet, window[:1], timestep, clip_embeds[:1], cond.pose_features, off),
+                    denoise(self.unet, window[1:], timestep, clip_embeds[1:], cond.pose_features, on),
+                ])  # fmt: skip
+            else:
+                out = denoise(self.unet, window, timestep, clip_embeds, cond.pose_features, inputs)
             total.index_add_(2, index, guidance.combine(out))
             counts.index_add_(0, index, torch.ones_like(index, dtype=counts.dtype))
             on_window()
