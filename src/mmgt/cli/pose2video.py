@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmgt.cli._common import load_stage2_pipeline
+
 MUX_SAMPLE_RATE = 48_000  # the muxed audio keeps up to 24 kHz of the original; the model reads 16 kHz
 
 
@@ -51,28 +53,18 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from mmgt.audio.encoders import SpeechEncoder
     from mmgt.constants import FPS, SAMPLE_RATE
     from mmgt.contracts import PoseSequence
-    from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
     from mmgt.utils.audio_io import load_audio
-    from mmgt.utils.model_folders import require_pipeline_folder
     from mmgt.utils.video_io import VideoWriter, read_image
 
-    require_pipeline_folder(args.model, "stage-2 model")
     image = read_image(args.image)
     poses = PoseSequence.load(args.pose)
     wave = mux = None
     if args.audio is not None:
         wave = load_audio(args.audio)  # 16 kHz mono: what the features were trained on
         mux = load_audio(args.audio, sample_rate=MUX_SAMPLE_RATE)
-    pipe = PoseToVideoPipeline.from_pretrained(args.model)
-    if args.encoder is not None:
-        pipe.set_audio_encoder(
-            SpeechEncoder.from_pretrained(
-                args.encoder, layers="all", interpolate="before_transformer", what="wav2vec2"
-            )
-        )
+    pipe = load_stage2_pipeline(args.model, args.encoder)
     with VideoWriter(args.output, fps=FPS, audio=mux, sample_rate=MUX_SAMPLE_RATE) as writer:
         pipe(
             image,

@@ -105,21 +105,35 @@ def lip_sync(pose: PoseLike, wave: np.ndarray, sr: int, max_lag: int = 2) -> tup
         ``(r, lag)``: the correlation in [-1, 1] and its lag in frames; a positive lag means the mouth moves
         ``lag`` frames after the sound. Ties go to the smaller |lag|.
     """
-    if max_lag < 0:
-        raise MmgtError(f"max_lag: must be >= 0, got {max_lag}")
     fps = pose.fps if isinstance(pose, PoseSequence) else FPS
     mouth = mouth_opening(pose)
-    envelope = audio_envelope(wave, sr, len(mouth), fps=fps)
+    best = best_lag_correlation(mouth, audio_envelope(wave, sr, len(mouth), fps=fps), max_lag)
+    if best is None:
+        raise MmgtError(f"pose: fewer than {MIN_FRAMES} frames with visible inner lips; cannot measure lip sync")
+    return best
+
+
+def best_lag_correlation(signal: np.ndarray, envelope: np.ndarray, max_lag: int = 2) -> tuple[float, int] | None:
+    """Best Pearson r between a per-frame ``signal`` (NaN = unseen) and ``envelope`` over lags -max_lag..max_lag.
+
+    Args:
+        signal: (F,) e.g. mouth opening or mouth-region pixel change; NaN frames are skipped.
+        envelope: (F,) audio envelope of the same frames.
+        max_lag: largest shift in frames tried each way; a positive lag means the signal follows the sound.
+
+    Returns:
+        ``(r, lag)`` (ties go to the smaller |lag|), or None when fewer than ``MIN_FRAMES`` frames overlap.
+    """
+    if max_lag < 0:
+        raise MmgtError(f"max_lag: must be >= 0, got {max_lag}")
     best: tuple[float, int] | None = None
     for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
-        m, e = _lagged(mouth, envelope, lag)
+        m, e = _lagged(np.asarray(signal, dtype=np.float64), envelope, lag)
         if len(m) < MIN_FRAMES:
             continue
         r = _pearson(m, e)
         if best is None or r > best[0]:
             best = (r, lag)
-    if best is None:
-        raise MmgtError(f"pose: fewer than {MIN_FRAMES} frames with visible inner lips; cannot measure lip sync")
     return best
 
 
