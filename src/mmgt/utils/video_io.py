@@ -146,7 +146,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     (65535 -> 255); images with transparency (RGBA, LA, P with a transparent colour) are composited onto white.
 
     Raises:
-        MediaError: the file is missing, empty or not an image PIL can decode.
+        MediaError: the file is missing, empty, truncated or not an image PIL can decode.
     """
     path = check_input_file(path)
     try:
@@ -154,7 +154,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             image.load()  # PIL opens lazily: decode now so a truncated file fails here
             return _image_to_rgb(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise MediaError(f"{path}: not an image ({error_summary(e, path)})") from e
+        problem = "truncated image" if "truncated" in str(e) else "not an image"
+        raise MediaError(f"{path}: {problem} ({error_summary(e, path)})") from e
 
 
 def _scan(path: Path) -> _Scan:
