@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"constants", "contracts", "errors", "utils", "audio", "pose"},
     "evaluation": {"constants", "contracts", "errors", "utils", "audio", "pose"},
     "pipelines": {"constants", "contracts", "errors", "utils", "audio", "pose", "models", "diffusion"},
+    "weights": {"constants", "contracts", "errors", "utils", "audio", "pose", "models", "diffusion", "pipelines"},
     "training": {
         "constants",
         "contracts",

@@ -1,0 +1,76 @@
+"""``mmgt weights check``: is a local weights folder complete and consistent? (Nothing is downloaded.)"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from mmgt.cli._common import add_group
+
+
+def register(subparsers) -> None:
+    from mmgt.weights import MODEL_PARTS  # light: the heavy libraries load only when a check runs
+
+    commands = add_group(subparsers, "weights", "Check local weight folders (mmgt never downloads weights).")
+    p = commands.add_parser(
+        "check",
+        help="Check a base-weights folder (full-size sd15 stage 2) or a trained MMGT model folder.",
+        description="Check that every part of DIR is present (config and weights files, not empty, not truncated) "
+        "and that sizes read from the configs fit together (e.g. UNet cross_attention_dim == CLIP projection_dim). "
+        "No weights are loaded. DIR is a trained model folder if it holds mmgt.json, stage1/ or stage2/, else a "
+        "base-weights folder. Exit status 0 when every required part is ok, 1 otherwise. Assembling a base folder "
+        "from public weights: docs/weights.md.",
+        epilog=f"base-weights folder (initialises `mmgt train stage2` with preset sd15):\n  DIR/\n{_base_layout()}\n\n"
+        "trained model folder (what `mmgt generate --model DIR` loads):\n  DIR/\n"
+        + "".join(f"    {name}{'' if name.endswith('.json') else '/'}\n" for name in MODEL_PARTS)
+        + "  encoders/stageN/ is needed when stage N was trained on a speech encoder rather than log-mel features.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("folder", type=Path, metavar="DIR", help="the folder to check")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
+    p.add_argument(
+        "--preset",
+        default="sd15",
+        help="base folders: the stage-2 preset whose audio recipe wav2vec2 must fit (default sd15: 12 layers x 768)",
+    )
+    p.set_defaults(func=_check)
+
+
+def _base_layout() -> str:
+    """BASE_LAYOUT as indented lines: folder, role, public source."""
+    from mmgt.weights import BASE_LAYOUT
+
+    lines = []
+    for p in BASE_LAYOUT:
+        source = p.repository + (f" ({p.subfolder}/)" if p.subfolder else "")
+        if p.alternative:
+            source += f" or {p.alternative}"
+        role = p.role if p.required else f"(optional) {p.role}"
+        lines += [f"    {p.name + '/':<22}{role}", f"    {'':<22}<- {source}"]
+    return "\n".join(lines)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mmgt.weights import check_folder, folder_kind, summarize
+
+    parts = check_folder(args.folder, preset=args.preset)
+    kind = folder_kind(args.folder)
+    ok = all(p.acceptable for p in parts)
+    summary = summarize(parts)
+    if args.json:
+        report = {"folder": str(args.folder), "kind": kind, "ok": ok, "summary": summary}
+        print(json.dumps({**report, "parts": [asdict(p) for p in parts]}, indent=2))
+        return 0 if ok else 1
+    print(f"{args.folder}: {'base-weights folder' if kind == 'base' else 'trained MMGT model folder'}")
+    rows = [("part", "status", "path", "detail")]
+    for p in parts:
+        status = p.status if p.required else f"{p.status} (optional)"
+        detail = p.detail if p.status == "ok" or not p.source else f"{p.detail}; from {p.source}"
+        rows.append((p.name, status, p.path, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    print(summary)
+    return 0 if ok else 1

@@ -1,0 +1,310 @@
+"""`mmgt weights check` on tiny fake folders: a base-weights folder (the sd15 layout with tiny configs) and a trained
+model folder written by MMGTPipeline.save_pretrained. Everything is built from config; nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgt.cli import build_parser, main
+from mmgt.weights import BASE_LAYOUT, MODEL_PARTS, base_folders, check_base_folder, check_folder, folder_kind
+
+ROOT = Path(__file__).parents[1]
+SPEECH = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
+              conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=8,
+              num_conv_pos_embedding_groups=2)  # fmt: skip
+
+
+def _save_base(root: Path, controlnet: bool = False) -> Path:
+    """The base-weights layout with the `tiny` preset's shapes (wav2vec2: 4 layers x 32, what `tiny` reads)."""
+    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    from mmgt.models.stage2_presets import PRESETS
+
+    torch.manual_seed(0)
+    tiny = PRESETS["tiny"]
+    UNet2DConditionModel(**tiny["unet"]).save_pretrained(root / "unet")
+    AutoencoderKL(**tiny["vae"]).save_pretrained(root / "vae")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny["image_encoder"])).save_pretrained(root / "image_encoder")
+    MotionAdapter(**tiny["motion_adapter"]).save_pretrained(root / "motion_adapter")
+    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=4, **SPEECH)).save_pretrained(root / "wav2vec2")
+    WavLMModel(WavLMConfig(num_hidden_layers=2, num_buckets=16, max_bucket_distance=32, **SPEECH)).save_pretrained(
+        root / "wavlm"
+    )
+    if controlnet:
+        unet = {k: v for k, v in tiny["unet"].items() if k not in ("sample_size", "out_channels", "up_block_types")}
+        ControlNetModel(**unet, conditioning_embedding_out_channels=(8, 16, 16, 32)).save_pretrained(
+            root / "controlnet_openpose"
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_template(tmp_path_factory) -> Path:
+    return _save_base(tmp_path_factory.mktemp("base") / "sd15", controlnet=True)
+
+
+@pytest.fixture
+def base(base_template, tmp_path) -> Path:
+    """A fresh copy without the optional ControlNet, safe to damage."""
+    return Path(shutil.copytree(base_template, tmp_path / "sd15", ignore=shutil.ignore_patterns("controlnet_*")))
+
+
+def _check(capsys, folder: Path, *extra: str) -> tuple[int, list[str]]:
+    code = main(["weights", "check", str(folder), "--preset", "tiny", *extra])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def _row(lines: list[str], part: str) -> str:
+    return next(line for line in lines if line.split()[0] == part)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Base-weights folder
+# ---------------------------------------------------------------------------------------------------------------------
+def test_complete_base_folder_is_ok(base, capsys):
+    code, lines = _check(capsys, base)
+    print("\n".join(lines))
+    assert code == 0
+    assert lines[0] == f"{base}: base-weights folder"
+    for part in BASE_LAYOUT[:-1]:
+        assert _row(lines, part.name).split()[1] == "ok", _row(lines, part.name)
+    assert _row(lines, "controlnet_openpose").split()[1:3] == ["missing", "(optional)"]
+    assert "lllyasviel/control_v11p_sd15_openpose" in _row(lines, "controlnet_openpose")
+    assert lines[-1] == "all 6 required parts ok (optional, not present: controlnet_openpose)"
+
+
+def test_optional_controlnet_is_checked_when_present(base_template, capsys):
+    code, lines = _check(capsys, base_template)
+    assert code == 0 and _row(lines, "controlnet_openpose").split()[1] == "ok"
+    assert lines[-1] == "all 6 required parts ok"
+
+
+def test_missing_parts_are_named(base, capsys):
+    shutil.rmtree(base / "vae")
+    shutil.rmtree(base / "wavlm")
+    code, lines = _check(capsys, base)
+    print("\n".join(lines))
+    assert code == 1
+    assert _row(lines, "vae").split()[1] == "missing" and "stabilityai/sd-vae-ft-mse" in _row(lines, "vae")
+    assert lines[-1] == "2 of 7 parts missing: vae, wavlm"
+
+
+def test_mismatched_cross_attention_dim_names_both_numbers(base, capsys):
+    config = base / "unet" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "cross_attention_dim": 48}))
+    code, lines = _check(capsys, base)
+    assert code == 1
+    # The preset (tiny: 64) decides which side is wrong: the UNet, not the image encoder.
+    assert _row(lines, "unet").split()[1] == "mismatched"
+    assert "cross_attention_dim 48 does not match image_encoder projection_dim 64" in _row(lines, "unet")
+    assert _row(lines, "image_encoder").split()[1] == "ok"
+    assert lines[-1] == "1 of 7 parts mismatched: unet"
+
+
+def test_motion_adapter_and_vae_must_fit_the_unet(base):
+    for part, key, value in (("motion_adapter", "block_out_channels", [32, 64, 128]), ("vae", "latent_channels", 8)):
+        config = base / part / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), key: value}))
+    status = {p.name: p for p in check_base_folder(base, preset="tiny")}
+    assert status["motion_adapter"].status == "mismatched" and "[32, 64, 64]" in status["motion_adapter"].detail
+    assert status["vae"].detail == "latent_channels 8 does not match unet in_channels 4"
+    assert status["unet"].status == "ok"
+
+
+def test_config_without_weights_or_with_damaged_weights_is_incomplete(base, capsys):
+    (base / "motion_adapter" / "diffusion_pytorch_model.safetensors").unlink()
+    weights = base / "wav2vec2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # an interrupted download
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 167335342\n"
+    (base / "vae" / "diffusion_pytorch_model.safetensors").write_text(pointer)  # a clone without Git LFS
+    code, lines = _check(capsys, base)
+    assert code == 1
+    assert _row(lines, "motion_adapter").split()[1] == "incomplete"
+    assert "no weights: expected diffusion_pytorch_model.safetensors" in _row(lines, "motion_adapter")
+    assert "model.safetensors is truncated or damaged" in _row(lines, "wav2vec2")
+    assert "a Git LFS pointer" in _row(lines, "vae")
+    assert lines[-1] == "3 of 7 parts incomplete: vae, motion_adapter, wav2vec2"
+
+
+def test_a_part_one_level_too_deep_gets_a_hint(base):
+    shutil.move(base / "vae", base / "vae_tmp")
+    (base / "vae").mkdir()
+    shutil.move(base / "vae_tmp", base / "vae" / "vae")  # `--include "vae/*" --local-dir sd15/vae`
+    vae = check_base_folder(base, preset="tiny")[1]
+    assert vae.status == "incomplete" and "one level down" in vae.detail
+
+
+def test_the_sd15_preset_wants_wav2vec2_base_sized_features(base):
+    status = {p.name: p for p in check_base_folder(base)}  # default preset sd15; the shapes agree among themselves
+    assert [p.name for p in status.values() if p.status != "ok" and p.required] == ["wav2vec2"]
+    assert status["wav2vec2"].detail == "gives 4 layers x 32 per frame, the sd15 recipe reads 12 x 768"
+
+
+def test_json_report_parses(base, capsys):
+    shutil.rmtree(base / "unet")
+    code, lines = _check(capsys, base, "--json")
+    report = json.loads("\n".join(lines))
+    assert code == 1 and report["kind"] == "base" and report["ok"] is False
+    assert report["summary"] == "1 of 7 parts missing: unet"
+    unet = report["parts"][0]
+    assert (unet["name"], unet["status"], unet["source"]) == ("unet", "missing", BASE_LAYOUT[0].repository)
+
+
+def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["weights", "check", str(tmp_path / "nowhere")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"mmgt: error: weights folder {tmp_path / 'nowhere'} not found\n"
+
+
+def test_base_folders_feed_load_sd15_components(base_template):
+    from mmgt.models.stage2_presets import load_sd15_components
+
+    folders = base_folders(base_template)
+    assert folders == {p.loader_key: str(base_template / p.name) for p in BASE_LAYOUT if p.loader_key}
+    parts = load_sd15_components(folders, new_modules_preset="tiny")
+    assert parts["unet"].config.cross_attention_dim == 64
+    assert parts["pose_guider"].config.block_out_channels == (8, 16, 16, 32)  # initialised from the ControlNet
+
+
+def test_base_folders_leaves_out_an_absent_controlnet(base):
+    assert sorted(base_folders(base)) == ["image_encoder", "motion_adapter", "unet", "vae"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trained model folder
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_template(base_template, tmp_path_factory) -> Path:
+    """Stage 1 on log-mel features, stage 2 on the base folder's tiny wav2vec2 (so encoders/stage2 is required)."""
+    from mmgt.audio.encoders import SpeechEncoder
+    from mmgt.audio.features import feature_spec
+    from mmgt.diffusion.schedulers import make_stage1_scheduler
+    from mmgt.diffusion.stage2 import make_stage2_scheduler
+    from mmgt.models.audio_projection import AudioProjection
+    from mmgt.models.denoising_unet import build_denoising_unet
+    from mmgt.models.gesture_denoiser import GestureDenoiser
+    from mmgt.models.stage2_presets import build_components, preset
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
+    from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
+    from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+
+    torch.manual_seed(0)
+    spec1 = feature_spec(None, stage=1)
+    stage1 = AudioToPosePipeline(GestureDenoiser.from_preset("tiny", audio_dim=spec1["dim"]), make_stage1_scheduler(),
+                                 spec1)  # fmt: skip
+    encoder = SpeechEncoder.from_pretrained(base_template / "wav2vec2", layers="all", interpolate="before_transformer")
+    spec2 = feature_spec(encoder, stage=2)
+    c = build_components("tiny")
+    projection = AudioProjection(**{**preset("tiny")["audio_projection"], "num_layers": spec2["num_layers"],
+                                    "input_dim": spec2["dim"]})  # fmt: skip
+    stage2 = PoseToVideoPipeline(c["vae"], c["image_encoder"], c["reference_unet"],
+                                 build_denoising_unet(c["unet"], c["motion_adapter"]), c["pose_guider"], projection,
+                                 c["audio_adapter"], make_stage2_scheduler(), audio_features=spec2)  # fmt: skip
+    stage2.set_audio_encoder(encoder)
+    return MMGTPipeline(stage1, stage2, size=64).save_pretrained(tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture
+def model(model_template, tmp_path) -> Path:
+    return Path(shutil.copytree(model_template, tmp_path / "model"))
+
+
+def test_complete_model_folder_is_ok(model, capsys):
+    assert folder_kind(model) == "model"
+    code, lines = _check(capsys, model)
+    print("\n".join(lines))
+    assert code == 0 and lines[0] == f"{model}: trained MMGT model folder"
+    assert [line.split()[0] for line in lines[2:-1]] == list(MODEL_PARTS)
+    assert _row(lines, "encoders/stage1").split()[1:3] == ["missing", "(optional)"]  # stage 1 reads log-mel
+    assert _row(lines, "encoders/stage2").split()[1] == "ok"
+    assert lines[-1] == "all 4 required parts ok (optional, not present: encoders/stage1)"
+
+
+def test_model_folder_without_its_speech_encoder_fails(model, capsys):
+    shutil.rmtree(model / "encoders" / "stage2")
+    code, lines = _check(capsys, model)
+    assert code == 1 and _row(lines, "encoders/stage2").split()[1] == "missing"
+    assert lines[-1] == "1 of 5 parts missing: encoders/stage2"
+
+
+def test_model_folder_audio_projection_must_fit_the_recipe(model):
+    config = model / "stage2" / "audio_projection" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_layers": 3}))
+    stage2 = check_folder(model)[2]
+    assert stage2.status == "mismatched"
+    assert (
+        stage2.detail
+        == "audio_projection num_layers x input_dim 3 x 32 does not match audio_features num_layers x dim 4 x 32"
+    )
+
+
+def test_model_folder_component_without_weights_is_incomplete(model):
+    (model / "stage1" / "denoiser" / "diffusion_pytorch_model.safetensors").unlink()
+    stage1 = check_folder(model)[1]
+    assert stage1.status == "incomplete" and stage1.detail.startswith("denoiser/: no weights")
+
+
+def test_model_parts_name_the_pipeline_config():
+    from mmgt.pipelines.mmgt_pipeline import CONFIG_NAME
+
+    assert MODEL_PARTS[0] == CONFIG_NAME
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Docs and configs
+# ---------------------------------------------------------------------------------------------------------------------
+def _doc_commands(path: Path) -> list[list[str]]:
+    """`mmgt ...` lines of the shell blocks (continuation lines joined)."""
+    found, in_shell = [], False
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_shell = line.strip() in ("```bash", "```sh", "```console")
+        elif in_shell and line.strip().startswith("mmgt "):
+            found.append(shlex.split(line.split("#")[0])[1:])
+    return found
+
+
+def test_docs_name_every_part_and_their_commands_parse():
+    doc = ROOT / "docs" / "weights.md"
+    text = doc.read_text()
+    for part in BASE_LAYOUT:
+        assert f"{part.name}/" in text and part.repository in text
+    commands = _doc_commands(doc)
+    assert len(commands) >= 3
+    for argv in commands:
+        assert hasattr(build_parser().parse_args(argv), "func"), argv
+
+
+@pytest.mark.parametrize("step", ["image", "video"])
+def test_sd15_configs_read_the_base_folder(step):
+    from mmgt.config import Stage2Train, load_config
+
+    cfg = load_config(Stage2Train, ROOT / "configs" / "stage2" / f"sd15_{step}.yaml")
+    assert (cfg.step, cfg.preset, cfg.name) == (step, "sd15", f"sd15_{step}")
+    if step == "image":
+        expected = {p.loader_key: f"weights/sd15/{p.name}" for p in BASE_LAYOUT if p.loader_key}
+        assert vars(cfg.folders) == expected
+        no_controlnet = load_config(
+            Stage2Train, ROOT / "configs" / "stage2" / "sd15_image.yaml", ["folders.controlnet=null"]
+        )
+        assert no_controlnet.folders.controlnet is None
+    else:
+        assert cfg.data.encoder == "weights/sd15/wav2vec2" and cfg.motion_adapter == "weights/sd15/motion_adapter"
+        assert cfg.init_from == "runs/stage2/sd15_image/final"
