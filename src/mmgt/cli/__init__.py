@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from mmgt import __version__
 from mmgt.errors import MmgtError
 
 # Command-group modules under mmgt.cli, in the order they appear in `mmgt --help`.
-COMMAND_MODULES = ("synth", "data", "pose", "audio", "audio2pose", "pose2video", "train", "eval")
+COMMAND_MODULES = (
+    "generate",
+    "demo",
+    "app",
+    "synth",
+    "data",
+    "pose",
+    "audio",
+    "audio2pose",
+    "pose2video",
+    "train",
+    "eval",
+    "weights",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="mmgt: %(levelname)s: %(message)s", level=logging.WARNING)  # user-facing warnings
     if not hasattr(args, "func"):
         # A group without a subcommand (e.g. `mmgt pose`) prints its own help.
         (getattr(args, "_group_parser", None) or parser).print_help()

@@ -81,7 +81,9 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_outputs(pose, output: Path | None, masks_dir: Path | None, size: int | None, audio=None) -> None:
+def render_outputs(
+    pose, output: Path | None, masks_dir: Path | None, size: int | None, audio=None, quiet: bool = False
+) -> None:
     """Stream the pose video (with ``audio`` muxed, 16 kHz) and the three mask videos, chunk by chunk."""
     from mmgt.errors import MmgtError
     from mmgt.pose.masks import mask_frames_to_uint8, motion_masks
@@ -107,6 +109,8 @@ def render_outputs(pose, output: Path | None, masks_dir: Path | None, size: int 
                 masks = motion_masks(chunk)
                 for n in names:
                     writers[n].write(mask_frames_to_uint8(getattr(masks, n)))
+    if quiet:
+        return
     if output is not None:
         print(f"{output}: {pose.num_frames} frames at {size}x{size}, {pose.fps:g} fps")
     if masks_dir is not None:

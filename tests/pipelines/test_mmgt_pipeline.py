@@ -1,0 +1,142 @@
+"""The end-to-end pipeline on tiny random models (64 px, 2 steps): exact frame counts, save/load identity, the
+intermediates, audio checks and model-folder errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from builders import tiny_stage1, tiny_stage2
+from mmgt.data.synthetic.speaker import rest_pose
+from mmgt.data.synthetic.world import make_identities, reference_image
+from mmgt.errors import MmgtError, ModelFolderError
+from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
+
+SIZE = 64
+FAST = dict(num_inference_steps=2, pose_steps=2, progress=False)
+
+
+def _speech(seconds: float, sr: int = 16000) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speaker():
+    identity = make_identities(1, seed=0)[0]
+    return reference_image(identity, SIZE), rest_pose(identity.body, SIZE)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return MMGTPipeline(tiny_stage1(), tiny_stage2(("adapter", "pose", "motion")), size=SIZE)
+
+
+@pytest.mark.parametrize("seconds, frames", [(0.5, 13), (1.0, 25), (1.01, 26)])
+def test_one_frame_per_25th_of_a_second_and_the_intermediates(pipe, speaker, seconds, frames):
+    image, pose = speaker
+    out = pipe(image, _speech(seconds), 16000, reference_pose=pose, **FAST)
+    assert out.frames.shape == (frames, SIZE, SIZE, 3) and out.frames.dtype == np.uint8
+    assert out.poses.num_frames == frames and (out.poses.width, out.poses.height) == (SIZE, SIZE)
+    assert out.masks.lips.shape == (frames, SIZE, SIZE) and out.masks.face_hands.any()
+    assert out.reference.shape == (SIZE, SIZE, 3) and out.wave.shape == (int(round(seconds * 16000)),)
+
+
+def test_other_sample_rates_are_resampled_and_kept_for_muxing(pipe, speaker):
+    image, pose = speaker
+    wave = _speech(1.0, 44100)
+    out = pipe(image, wave, 44100, reference_pose=pose, **FAST)
+    assert out.frames.shape[0] == 25 and out.sample_rate == 44100 and np.array_equal(out.wave, wave)
+
+
+def test_save_load_round_trip_gives_identical_video(pipe, speaker, tmp_path):
+    image, pose = speaker
+    folder = pipe.save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["mmgt.json", "stage1", "stage2"]
+    loaded = MMGTPipeline.from_pretrained(folder)
+    assert loaded.config == pipe.config
+    a = pipe(image, _speech(0.6), reference_pose=pose, seed=3, **FAST)
+    b = loaded(image, _speech(0.6), reference_pose=pose, seed=3, **FAST)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.poses.keypoints, b.poses.keypoints)
+    c = loaded(image, _speech(0.6), reference_pose=pose, seed=4, **FAST)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_streaming_gives_the_same_frames_and_a_pose_callback(pipe, speaker):
+    image, pose = speaker
+    chunks, seen = [], {}
+    full = pipe(image, _speech(0.6), reference_pose=pose, **FAST).frames
+    out = pipe(image, _speech(0.6), reference_pose=pose, frame_callback=chunks.append,
+               pose_callback=lambda p, ref: seen.update(poses=p, ref=ref), return_masks=False, **FAST)  # fmt: skip
+    assert out.frames is None and out.masks is None
+    np.testing.assert_array_equal(np.concatenate(chunks), full)
+    assert seen["poses"].num_frames == 15 and seen["ref"].shape == (SIZE, SIZE, 3)
+
+
+def test_detected_reference_when_no_pose_is_given(pipe, speaker):
+    image, _ = speaker
+    out = pipe(np.pad(image, ((0, 0), (32, 32), (0, 0)), mode="edge"), _speech(0.3), **FAST)  # wide: cropped
+    assert out.frames.shape == (8, SIZE, SIZE, 3) and out.reference_pose.num_frames == 1
+
+
+def test_audio_checks(pipe, caplog):
+    sr = 16000
+    with pytest.raises(MmgtError, match="longer than the maximum of 2 s"):
+        pipe.check_audio(_speech(2.5), sr, max_seconds=2)
+    with pytest.raises(MmgtError, match="audio"):
+        pipe.check_audio(np.zeros(0, np.float32), sr)
+    with caplog.at_level(logging.WARNING):
+        pipe.check_audio(np.zeros(sr, np.float32), sr)
+    assert "silent" in caplog.text
+    assert pipe.check_audio(_speech(2.5), sr, max_seconds=0).shape == (40000,)  # 0 = no limit
+
+
+def test_unknown_settings_and_bad_size_are_refused():
+    with pytest.raises(MmgtError, match="unknown MMGTPipeline setting"):
+        MMGTPipeline(tiny_stage1(), tiny_stage2(), steps_count=3)
+    with pytest.raises(MmgtError, match="multiple of 8"):
+        MMGTPipeline(tiny_stage1(), tiny_stage2(), size=60)
+
+
+@pytest.fixture
+def saved(pipe, tmp_path):
+    return pipe.save_pretrained(tmp_path / "model")
+
+
+def test_missing_parts_are_named(saved):
+    shutil.rmtree(saved / "stage2" / "pose_guider")
+    with pytest.raises(ModelFolderError, match="stage2"):
+        MMGTPipeline.from_pretrained(saved)
+    (saved / "mmgt.json").unlink()
+    with pytest.raises(ModelFolderError, match="no mmgt.json"):
+        MMGTPipeline.from_pretrained(saved)
+    with pytest.raises(ModelFolderError, match="not found"):
+        MMGTPipeline.from_pretrained(saved / "nowhere")
+
+
+def test_mismatched_parts_are_refused(saved):
+    config = saved / "stage2" / "audio_projection" / "config.json"
+    cfg = json.loads(config.read_text())
+    config.write_text(json.dumps({**cfg, "input_dim": cfg["input_dim"] + 1}))
+    with pytest.raises(ModelFolderError, match="stage2"):
+        MMGTPipeline.from_pretrained(saved)
+
+
+def test_encoder_recipes_need_their_folder(saved):
+    index = saved / "stage2" / "model_index.json"
+    cfg = json.loads(index.read_text())
+    cfg["audio_features"]["speech"] = {**cfg["audio_features"]["speech"], "type": "wav2vec2", "folder": "w2v"}
+    index.write_text(json.dumps(cfg))
+    with pytest.raises(ModelFolderError, match="encoders/stage2"):
+        MMGTPipeline.from_pretrained(saved)
+
+
+def test_reference_pose_needs_a_square_image(pipe, speaker):
+    image, pose = speaker
+    with pytest.raises(MmgtError, match="square"):
+        pipe(image[:, :40], _speech(0.3), reference_pose=pose, **FAST)
