@@ -140,3 +140,19 @@ def test_reference_pose_needs_a_square_image(pipe, speaker):
     image, pose = speaker
     with pytest.raises(MmgtError, match="square"):
         pipe(image[:, :40], _speech(0.3), reference_pose=pose, **FAST)
+
+
+def test_weights_assemble_combines_two_stage_exports(pipe, tmp_path, capsys):
+    from mmgt.cli import main
+
+    pipe.stage1.save_pretrained(tmp_path / "s1")
+    pipe.stage2.save_pretrained(tmp_path / "s2")
+    code = main(["weights", "assemble", "--stage1", str(tmp_path / "s1"), "--stage2", str(tmp_path / "s2"),
+                 "--size", "32", "--steps", "7", "-o", str(tmp_path / "model")])  # fmt: skip
+    assert code == 0 and "model folder written" in capsys.readouterr().out
+    loaded = MMGTPipeline.from_pretrained(tmp_path / "model")
+    assert (loaded.config["size"], loaded.config["steps"], loaded.config["pose_steps"]) == (32, 7, 50)
+    code = main(["weights", "assemble", "--stage1", str(tmp_path / "s2" / "vae"), "--stage2", str(tmp_path / "s2"),
+                 "--size", "32", "-o", str(tmp_path / "bad")])  # fmt: skip
+    assert code == 1 and "not an exported pipeline folder" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -37,6 +37,24 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=_check)
 
+    p = commands.add_parser(
+        "assemble",
+        help="Combine a trained stage-1 and stage-2 pipeline into one model folder for `mmgt generate`.",
+        description="Write a model folder (mmgt.json, stage1/, stage2/, encoders/ when the stages read speech-encoder "
+        "features) from the exports of `mmgt train stage1` and `mmgt train stage2 --step video`. The folder is "
+        "built beside OUT and renamed into place.",
+    )
+    p.add_argument("--stage1", type=Path, required=True, help="stage-1 export (runs/stage1/NAME/final)")
+    p.add_argument("--stage2", type=Path, required=True, help="stage-2 video-step export (runs/stage2/NAME/final)")
+    p.add_argument("--stage1-encoder", type=Path, default=None, help="WavLM folder, if stage 1 reads WavLM features")
+    p.add_argument("--stage2-encoder", type=Path, default=None,
+                   help="wav2vec2 folder, if stage 2 reads wav2vec2 features")  # fmt: skip
+    p.add_argument("--size", type=int, required=True, help="output size the model generates at (e.g. 128, 512)")
+    p.add_argument("--steps", type=int, default=None, help="default stage-2 sampling steps (default 30)")
+    p.add_argument("--pose-steps", type=int, default=None, help="default stage-1 sampling steps (default 50)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write")
+    p.set_defaults(func=_assemble)
+
 
 def _base_layout() -> str:
     """BASE_LAYOUT as indented lines: folder, role, public source."""
@@ -74,3 +92,14 @@ def _check(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
     print(summary)
     return 0 if ok else 1
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    from mmgt.pipelines.mmgt_pipeline import assemble_model
+
+    settings = {"size": args.size, "steps": args.steps, "pose_steps": args.pose_steps}
+    folder = assemble_model(args.stage1, args.stage2, args.output, {k: v for k, v in settings.items() if v},
+                            {"stage1": args.stage1_encoder, "stage2": args.stage2_encoder})  # fmt: skip
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    print(f"{folder}: model folder written ({size / 2**20:.1f} MiB)")
+    return 0

@@ -271,6 +271,24 @@ class MMGTPipeline:
         return MMGTOutput(frames, wave, sample_rate, poses, masks, reference, ref_pose)
 
 
+def assemble_model(
+    stage1: str | os.PathLike,
+    stage2: str | os.PathLike,
+    output: str | os.PathLike,
+    settings: dict | None = None,
+    encoders: dict[str, str | os.PathLike | None] | None = None,
+) -> Path:
+    """Combine the two stages' exported pipeline folders (and their speech-encoder folders) into one model folder."""
+    parts = {}
+    for name, cls, folder in (("stage1", AudioToPosePipeline, stage1), ("stage2", PoseToVideoPipeline, stage2)):
+        if not (Path(folder) / "model_index.json").is_file():
+            raise ModelFolderError(f"{name}: {folder} is not an exported pipeline folder (no model_index.json)")
+        parts[name] = _quiet_load(cls, Path(folder))
+    pipe = MMGTPipeline(parts["stage1"], parts["stage2"], **(settings or {}))
+    pipe._attach_encoders(Path(output), {k: v for k, v in (encoders or {}).items() if v})
+    return pipe.save_pretrained(output)
+
+
 def _quiet_load(cls, folder: Path):
     """``cls.from_pretrained(folder)`` without diffusers' per-component loading bar (generation has its own bars)."""
     dlogging.disable_progress_bar()
