@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint format bench clean demo
+.PHONY: setup test test-slow lint format bench clean demo demo-weights
 
 setup: $(STAMP)
 
@@ -29,6 +29,14 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
+
+# The README's first command: the bundled tiny model says a generated speech clip (outputs in demo-output/).
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/mmgt demo $(DEMO_ARGS)
+
+# Rebuild the bundled demo model from scratch on the synthetic speaker world (docs/demo.md for the runtime).
+demo-weights: setup
+	HF_HUB_OFFLINE=1 scripts/make_demo_weights.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench_render.py
