@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/cpu.txt
-	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev,app,apptest]"
 	touch $(STAMP)
 
 test: setup
