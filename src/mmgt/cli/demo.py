@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mmgt.cli.generate import add_sampling_arguments
 
-DEMO_SECONDS = 6.0
+DEMO_SECONDS = 5.0
 
 
 def register(subparsers) -> None:
