@@ -243,11 +243,11 @@ def test_window_conditions_are_cached_within_the_budget(trained, monkeypatch):
     calls = []
     real = trained.prepare_window
     monkeypatch.setattr(trained, "prepare_window", lambda *a: calls.append(a[1]) or real(*a))
-    cached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent")
+    cached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent",
+                  condition_cache_mb=64)  # fmt: skip
     assert calls == [list(range(0, 6)), list(range(4, 10))]  # once per window, not once per step
     calls.clear()
-    uncached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent",
-                    condition_cache_mb=0)  # fmt: skip
+    uncached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent")  # default 0
     assert len(calls) == 2 * STEPS
     torch.testing.assert_close(uncached, cached, rtol=0, atol=0)
 

@@ -464,7 +464,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         window_frames: int | None = None,
         overlap: int | None = None,
         closed_loop: bool | None = None,
-        condition_cache_mb: float = 1024.0,
+        condition_cache_mb: float = 0.0,
     ) -> PoseToVideoPipelineOutput:
         """Generate one video frame per pose frame.
 
@@ -489,7 +489,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
             window_frames, overlap, closed_loop: override the context-window config for this call.
             condition_cache_mb: memory for per-window pose features, masks and audio tokens kept across steps;
                 windows beyond it are recomputed at every step (their rendering and pose guider are cheap next to
-                the UNet).
+                the UNet). Default 0: everything is recomputed and peak memory stays flat in the video length
+                (measured: a 1 GB budget made a 60 s tiny run peak 1.49x a 6 s run; 0 gives 1.08x).
 
         Returns:
             :class:`PoseToVideoPipelineOutput` with ``frames`` (F, H, W, 3) uint8, or None when streamed.
