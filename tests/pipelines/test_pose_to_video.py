@@ -247,9 +247,18 @@ def test_window_conditions_are_cached_within_the_budget(trained, monkeypatch):
                   condition_cache_mb=64)  # fmt: skip
     assert calls == [list(range(0, 6)), list(range(4, 10))]  # once per window, not once per step
     calls.clear()
-    uncached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent")  # default 0
+    uncached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent",
+                    condition_cache_mb=0)  # fmt: skip
     assert len(calls) == 2 * STEPS
     torch.testing.assert_close(uncached, cached, rtol=0, atol=0)
+    one_fits = cached_window_bytes(trained) * 1.5 / 2**20  # room for one window, not both: nothing is cached
+    calls.clear()
+    _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent", condition_cache_mb=one_fits)
+    assert len(calls) == 2 * STEPS
+
+
+def cached_window_bytes(pipe) -> int:
+    return pipe.prepare_window(_poses(10), list(range(6)), None, ("uncond", "full")).nbytes
 
 
 def test_frame_callback_streams_chunks_and_returns_no_frames(trained):
