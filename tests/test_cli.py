@@ -49,7 +49,8 @@ def test_every_command_has_help(words, capsys):
 def _readme_commands() -> list[list[str]]:
     """`mmgt ...` commands in the README's tables and shell blocks (bracketed optional parts removed)."""
     found, in_shell = [], False
-    for line in README.read_text().splitlines():
+    text = README.read_text().replace("\\\n", " ")  # shell line continuations join into one command
+    for line in text.splitlines():
         if line.startswith("```"):
             in_shell = line.strip() in ("```bash", "```sh", "```console")
             continue
