@@ -67,7 +67,13 @@ class ClipStore:
     def __init__(self, root: Path, records: list[ClipRecord], max_bytes: int = CLIP_CACHE_BYTES):
         self.root, self.records, self.max_bytes = root, records, max_bytes
         self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.poses = [PoseSequence.load(r.path(root, "keypoints")) for r in records]
+        self._poses: dict[int, PoseSequence] = {}
+
+    def pose(self, clip: int) -> PoseSequence:
+        """The clip's keypoints, read on first use (frame-only users such as the VAE never read them)."""
+        if clip not in self._poses:
+            self._poses[clip] = PoseSequence.load(self.records[clip].path(self.root, "keypoints"))
+        return self._poses[clip]
 
     def frames(self, clip: int) -> np.ndarray:
         """(F, H, W, 3) uint8."""
@@ -116,7 +122,7 @@ class Stage2ImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         clip = i % len(self.records)
-        frames, pose = self.store.frames(clip), self.store.poses[clip]
+        frames, pose = self.store.frames(clip), self.store.pose(clip)
         n = len(frames)
         gap = min(self.min_gap, n - 1)  # short clips: as far apart as they allow
         ref = int(rng.integers(0, n))
@@ -175,7 +181,7 @@ class Stage2VideoDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         clip = i % len(self.records)
-        frames, pose = self.store.frames(clip), self.store.poses[clip]
+        frames, pose = self.store.frames(clip), self.store.pose(clip)
         start = int(rng.integers(0, len(frames) - self.num_frames + 1))
         span = slice(start, start + self.num_frames)
         ref = int(rng.integers(0, len(frames)))
