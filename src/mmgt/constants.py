@@ -13,6 +13,7 @@ import math
 # ---------------------------------------------------------------------------------------------------------------------
 FPS = 25  # poses, audio features and video all run at 25 fps (spec §1)
 SAMPLE_RATE = 16_000  # both speech encoders take 16 kHz mono (spec §1)
+MUX_SAMPLE_RATE = 48_000  # output audio tracks: keeps up to 24 kHz of the original; the models read 16 kHz
 LIBROSA_HOP = 512  # EDGE-style music features: sr = FPS * hop = 12,800 Hz (spec §3.2)
 LIBROSA_SAMPLE_RATE = FPS * LIBROSA_HOP
 

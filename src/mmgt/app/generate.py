@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmgt.constants import FPS, SAMPLE_RATE
+from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
 from mmgt.pipelines.reference import load_image
@@ -27,7 +27,6 @@ from mmgt.utils.video_io import VideoWriter
 
 logger = logging.getLogger(__name__)
 
-MUX_SAMPLE_RATE = 48_000  # the muxed audio keeps up to 24 kHz of the original; the models read 16 kHz
 MASK_COLOURS = {"lips": (255, 64, 64), "face_hands": (64, 200, 64), "hands": (64, 128, 255)}  # preview overlay
 
 

@@ -19,10 +19,7 @@ def register(subparsers) -> None:
         "alignment, keypoint L2/PCK and FGD (with --pose-ae). Controls: 'still_reference' (the reference pose held "
         "still) and 'other_audio' (the same model driven by another clip's audio).",
     )
-    p.add_argument("--model", type=Path, required=True, help="stage-1 pipeline folder")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (mmgt format)")
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--clips", type=int, default=None, help="evaluate only the first N clips of the split")
+    _dataset_arguments(p, "stage-1")
     p.add_argument("--pose-ae", type=Path, default=None, help="pose autoencoder folder for FGD")
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--guidance", type=float, default=2.0, help="CFG scale (default 2)")
@@ -42,10 +39,7 @@ def register(subparsers) -> None:
         "audio envelope. Conditions: 'audio' (own speech) and 'no_audio' (zero audio tokens); the real frames' "
         "mouth_r is the ceiling.",
     )
-    p.add_argument("--model", type=Path, required=True, help="stage-2 pipeline folder")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (mmgt format)")
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--clips", type=int, default=None, help="evaluate only the first N clips of the split")
+    _dataset_arguments(p, "stage-2")
     p.add_argument("--frames", type=int, default=None, help="score only the first N frames of each clip")
     p.add_argument("--size", type=int, default=128, help="output size (default 128)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
@@ -56,6 +50,20 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the metrics as JSON here")
     p.set_defaults(func=_stage2)
+
+
+def _dataset_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    """--model, --data, --split, --clips: what every evaluation reads."""
+    p.add_argument("--model", type=Path, required=True, help=f"{stage} pipeline folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (mmgt format)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--clips", type=int, default=None, help="evaluate only the first N clips of the split")
+
+
+def _write_json(path: Path | None, payload: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))
 
 
 def _stage1(args: argparse.Namespace) -> int:
@@ -77,12 +85,10 @@ def _stage1(args: argparse.Namespace) -> int:
     print("|---|" + "---|" * len(metrics))
     for cond, row in results.items():
         print(f"| {cond} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "steps": args.steps,
+    payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "steps": args.steps,
                    "sampler": args.sampler, "guidance": args.guidance, "clips": generated["clips"],
                    "results": results}  # fmt: skip
-        args.output.write_text(json.dumps(payload, indent=2))
+    _write_json(args.output, payload)
     return 0
 
 
@@ -99,9 +105,7 @@ def _stage2(args: argparse.Namespace) -> int:
     print("|---|" + "---|" * len(metrics))
     for cond, row in result["mean"].items():
         print(f"| {cond} | " + " | ".join(f"{row[m]:.3f}" if m in row else "-" for m in metrics) + " |")
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "size": args.size,
+    payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "size": args.size,
                    "steps": args.steps, "guidance": args.guidance, **result}  # fmt: skip
-        args.output.write_text(json.dumps(payload, indent=2))
+    _write_json(args.output, payload)
     return 0

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from mmgt.cli._common import load_stage2_pipeline
 
-MUX_SAMPLE_RATE = 48_000  # the muxed audio keeps up to 24 kHz of the original; the model reads 16 kHz
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -53,7 +51,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from mmgt.constants import FPS, SAMPLE_RATE
+    from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
     from mmgt.contracts import PoseSequence
     from mmgt.utils.audio_io import load_audio
     from mmgt.utils.video_io import VideoWriter, read_image
