@@ -177,6 +177,9 @@ class Stage2Data:
     crop_ratio: tuple[float, float] = (0.9, 1.0)
     samples_per_clip: int = 8  # dataset items per clip and epoch
     encoder: str | None = None  # local wav2vec2 folder (all layers, spec §5.4); None = the mel fallback (L=1, D=81)
+    # Draw the jaw-line and lip landmarks in the pose images (spec §4.1: all 68 face points). false: the mouth must
+    # come from the audio through MM-HAA (the lip mask still comes from the lip keypoints); saved into the model.
+    pose_mouth: bool = True
 
 
 @dataclass
@@ -197,6 +200,9 @@ class Stage2Objective:
     image_drop_prob: float = 0.1  # spec §5.5/5.6: zero the CLIP embedding and skip the ReferenceNet
     audio_drop_prob: float = 0.05  # spec §5.6: zero audio tokens (video step)
     region_scales: tuple[float, float, float] = (1.0, 1.0, 1.0)  # spec §5.3 decision: (1, 1, 1) in training
+    # Video step: the loss weight of latent pixels inside the lip mask is 1 + this (0 = the spec's plain loss). The
+    # mouth covers a few latent pixels, so its share of the loss is tiny; the tiny configs raise it (docs/stage2.md).
+    lip_loss_weight: float = 0.0
 
 
 @dataclass

@@ -54,3 +54,20 @@ def test_image_item_shared_crop_and_gap(synth_dataset):
     for _ in range(50):
         top, left, h, w = random_crop_box(rng, 64, 64, (0.9, 1.0), (0.9, 1.0))
         assert 0.85 * 64 * 64 <= h * w <= 64 * 64 and 0 <= top <= 64 - h and 0 <= left <= 64 - w
+
+
+def test_pose_mouth_false_withholds_the_mouth_dots_but_not_the_lip_masks(synth_dataset):
+    kwargs = dict(size=64, num_frames=6, seed=3)
+    full = Stage2VideoDataset(synth_dataset, **kwargs)[2]
+    bare_set = Stage2VideoDataset(synth_dataset, pose_mouth=False, **kwargs)
+    bare = bare_set[2]
+    rec = bare_set.records[2 % len(bare_set.records)]
+    pose = PoseSequence.load(synth_dataset / rec.keypoints)[bare["start"] : bare["start"] + 6]
+    want = render_pose_sequence(pose.rescaled(64, 64), mouth=False) / 255.0
+    assert np.allclose(bare["poses"].permute(1, 2, 3, 0).numpy(), want, atol=1e-6)
+    assert not np.array_equal(bare["poses"].numpy(), full["poses"].numpy())  # the mouth dots were there
+    for got, same in zip(bare["masks"], full["masks"]):  # the lip mask still comes from the lip keypoints
+        assert np.array_equal(got.numpy(), same.numpy()) and got[:, 2].max() > 0
+    image_full = Stage2ImageDataset(synth_dataset, size=48, seed=0)[1]["pose"]
+    image_bare = Stage2ImageDataset(synth_dataset, size=48, seed=0, pose_mouth=False)[1]["pose"]
+    assert image_bare.sum() < image_full.sum() and (image_bare <= image_full + 1e-6).all()

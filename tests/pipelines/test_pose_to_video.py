@@ -29,6 +29,7 @@ from mmgt.pipelines.pose_to_video import (
     clip_pixels,
     fit_reference,
 )
+from mmgt.pose.render import render_pose_sequence
 
 SIZE = 64
 STEPS = 2
@@ -102,6 +103,29 @@ def test_save_pretrained_from_pretrained_gives_identical_frames(trained, tmp_pat
     assert loaded.config.audio_features == trained.config.audio_features
     wave = _wave(5)
     np.testing.assert_array_equal(_run(loaded, audio=wave), _run(trained, audio=wave))
+
+
+def test_pose_mouth_false_shows_the_pose_guider_no_mouth_dots_and_is_saved(trained, tmp_path):
+    seen = []  # what the pose guider reads: (w, 3, H, W) in [0, 1], once per window (5 frames: one window)
+    hook = trained.pose_guider.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        full = _run(trained)
+        trained.register_to_config(pose_mouth=False)
+        bare = _run(trained)
+        trained.save_pretrained(tmp_path)
+    finally:
+        trained.register_to_config(pose_mouth=True)
+        hook.remove()
+    want = {mouth: torch.from_numpy(render_pose_sequence(_poses(5), mouth=mouth)).permute(0, 3, 1, 2) / 255.0
+            for mouth in (True, False)}  # fmt: skip
+    assert len(seen) == 2 and not torch.equal(want[True], want[False])
+    torch.testing.assert_close(seen[0], want[True])
+    torch.testing.assert_close(seen[1], want[False])
+    assert not np.array_equal(full, bare)
+    loaded = PoseToVideoPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.pose_mouth is False
+    np.testing.assert_array_equal(_run(loaded), bare)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

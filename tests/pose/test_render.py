@@ -7,10 +7,10 @@ import types
 import numpy as np
 import pytest
 
-from mmgt.constants import BODY_INDEX, FACE, FEET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
+from mmgt.constants import BODY_INDEX, FACE, FEET, JAW, LEFT_HAND, LIPS, NUM_KEYPOINTS, RIGHT_HAND
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
-from mmgt.pose.render import iter_pose_frames, render_pose, render_pose_sequence
+from mmgt.pose.render import MOUTH_POINTS, iter_pose_frames, render_pose, render_pose_sequence
 
 NECK, R_SHOULDER = BODY_INDEX["neck"], BODY_INDEX["right_shoulder"]
 BLACK, WHITE, BLUE = [0, 0, 0], [255, 255, 255], [0, 0, 255]
@@ -68,6 +68,25 @@ def test_face_landmarks_are_white_dots():
     assert px(image, 105, 100) == BLACK
     assert image.sum() == 2 * image[90:111, 90:111].sum()  # two identical dots, nothing else
     assert not render_pose(keypoints, scores, 512, 512, draw_face=False).any()
+
+
+def test_mouth_false_leaves_out_exactly_the_jaw_and_lip_dots():
+    # A lip point (face 48) and a chin point (face 8, on the jaw line) at y = 300, an eye point (face 40), a hand
+    # joint between them: only the two mouth dots may go.
+    points = {LIPS[0]: (200, 300), JAW[8]: (220, 300), FACE[40]: (300, 120), LEFT_HAND[0]: (210, 300)}
+    keypoints, scores = arrays(points)
+    full = render_pose(keypoints, scores, 512, 512)
+    bare = render_pose(keypoints, scores, 512, 512, mouth=False)
+    assert px(full, 200, 300) == WHITE and px(full, 220, 300) == WHITE
+    assert px(bare, 200, 300) == BLACK and px(bare, 220, 300) == BLACK  # the lip and chin dots are gone
+    assert px(bare, 300, 120) == WHITE and px(bare, 210, 300) == BLUE  # the eye dot and the hand are not
+    changed = np.argwhere((full != bare).any(axis=-1))  # (n, 2) y, x
+    assert len(changed) and {tuple(full[y, x]) for y, x in changed} == {(255, 255, 255)}
+    assert all(min(abs(x - 200), abs(x - 220)) <= 3 and abs(y - 300) <= 3 for y, x in changed)  # only those dots
+    assert sorted(MOUTH_POINTS) == [*range(24, 41), *range(72, 92)]  # jaw line 0-16 and lips 48-67 of the face
+    pose = PoseSequence(keypoints[None], scores[None], 512, 512)
+    np.testing.assert_array_equal(render_pose_sequence(pose, mouth=False)[0], bare)
+    np.testing.assert_array_equal(next(iter_pose_frames(pose, mouth=False)), bare)
 
 
 def test_hand_edges_in_rainbow_colours_with_blue_joints():

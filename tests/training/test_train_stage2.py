@@ -4,6 +4,7 @@ the freeze policy of each step, condition dropout and gradient checkpointing (ti
 from __future__ import annotations
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from mmgt.training.common import latest_checkpoint
 from mmgt.training.train_stage2 import (
     build_trainee,
     check_video_freeze,
+    lip_loss_weights,
     main,
     stage2_loss,
     trainable_counts,
@@ -59,7 +61,8 @@ def tiny_vae(tmp_path_factory):
 @pytest.fixture(scope="module")
 def image_export(synth_dataset, tiny_vae, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    final = main(_cfg(synth_dataset, out, "image", "img", 2, ["batch_size=2", f"vae={tiny_vae}"]))
+    extra = ["batch_size=2", f"vae={tiny_vae}", "data.pose_mouth=true"]
+    final = main(_cfg(synth_dataset, out, "image", "img", 2, extra))
     return out, final
 
 
@@ -81,10 +84,12 @@ def test_image_step_trains_and_exports_its_components(image_export, tiny_vae):
     assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), source.state_dict().values()))
 
 
-def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_export):
+def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_export, caplog):
     out, image_final = image_export
-    init = [f"init_from={image_final}", "data.num_frames=8"]
-    final = main(_cfg(synth_dataset, out, "video", "straight", 2, init))
+    init = [f"init_from={image_final}", "data.num_frames=8", "data.pose_mouth=false"]
+    with caplog.at_level(logging.WARNING, logger="mmgt.training.train_stage2"):
+        final = main(_cfg(synth_dataset, out, "video", "straight", 2, init))
+    assert "trained with pose_mouth=True" in caplog.text  # the image step drew the mouth, this step does not
     straight = _losses(out / "stage2" / "straight")
     assert sorted(straight) == [1, 2] and all(np.isfinite(v) for pair in straight.values() for v in pair)
     main(_cfg(synth_dataset, out, "video", "resumed", 1, init))
@@ -97,6 +102,7 @@ def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_
     saved = DDIMScheduler.from_pretrained(final / "scheduler")
     assert torch.equal(saved.alphas_cumprod, make_stage2_scheduler().alphas_cumprod)
     assert pipe.config.audio_features["speech"]["type"] == "mel" and pipe.audio_projection.config.input_dim == 81
+    assert pipe.config.pose_mouth is False  # inference draws the pose images as this step's training did
     # Checkpoint motion-module export == the final UNet's motion modules.
     from diffusers import MotionAdapter
 
@@ -248,3 +254,19 @@ def test_missing_inputs_fail_with_the_folder_named(synth_dataset, tmp_path, imag
         video_step_components(_cfg(synth_dataset, tmp_path, "video", "bad", 1, [f"init_from={tmp_path}"]), MEL_SPEC)
     with pytest.raises(MmgtError, match="step must be one of"):
         main(_cfg(synth_dataset, tmp_path, "image", "badstep", 1, ["step=audio"]))
+
+
+def test_lip_loss_weights_upweight_exactly_the_lip_mask():
+    b, f, h, w = 2, 3, 4, 4
+    lips = torch.zeros(b * f, h, w)
+    lips[4, 1, 2] = 1.0  # sample 1, frame 1 (b-major rows), one latent pixel
+    lips[0, 0, 0] = 0.5
+    masks = [torch.stack([1 - lips, torch.zeros_like(lips), lips], dim=1), torch.zeros(b * f, 3, 2, 2)]
+    weights = lip_loss_weights(masks, torch.Size((b, 4, f, h, w)), 9.0)
+    assert weights.shape == (b, 1, f, h, w)
+    assert weights[1, 0, 1, 1, 2] == 10.0 and weights[0, 0, 0, 0, 0] == 5.5
+    assert weights.sum() == b * f * h * w + 9.0 * 1.5  # 1 everywhere else
+    assert lip_loss_weights(masks, torch.Size((b, 4, f, h, w)), 0.0) is None
+    assert lip_loss_weights(None, torch.Size((b, 4, f, h, w)), 9.0) is None
+    with pytest.raises(MmgtError, match="lip mask"):
+        lip_loss_weights(masks, torch.Size((b, 4, f, 8, 8)), 9.0)

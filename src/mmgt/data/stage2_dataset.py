@@ -104,6 +104,7 @@ class Stage2ImageDataset(Dataset):
         crop_ratio=(0.9, 1.0),
         seed=0,
         samples_per_clip=8,
+        pose_mouth=True,
     ):
         self.root = Path(dataset_dir)
         self.records = read_manifest(self.root, split)
@@ -112,6 +113,7 @@ class Stage2ImageDataset(Dataset):
         self.store = ClipStore(self.root, self.records)
         self.size, self.min_gap, self.seed, self.epoch = size, min_gap, seed, 0
         self.crop_scale, self.crop_ratio, self.samples_per_clip = crop_scale, crop_ratio, samples_per_clip
+        self.pose_mouth = pose_mouth
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -130,7 +132,8 @@ class Stage2ImageDataset(Dataset):
         tgt = int(rng.choice(far)) if far else ref
         height, width = frames.shape[1:3]
         box = random_crop_box(rng, height, width, self.crop_scale, self.crop_ratio)
-        pose_img = render_pose_sequence(pose[tgt])  # (1, H, W, 3) at the video size, cropped like the target
+        # (1, H, W, 3) at the video size, cropped like the target
+        pose_img = render_pose_sequence(pose[tgt], mouth=self.pose_mouth)
         ref_box = random_crop_box(rng, height, width, self.crop_scale, self.crop_ratio)
         return {
             "reference": _to_pixels(crop_resize(frames[ref : ref + 1], ref_box, self.size))[:, 0],
@@ -153,14 +156,24 @@ class Stage2VideoDataset(Dataset):
     Frames are resized (not cropped) to ``size`` so that keypoints, masks and pixels stay aligned exactly.
     """
 
-    def __init__(self, dataset_dir, split="train", size=128, num_frames=12, encoder=None, seed=0, samples_per_clip=4):
+    def __init__(
+        self,
+        dataset_dir,
+        split="train",
+        size=128,
+        num_frames=12,
+        encoder=None,
+        seed=0,
+        samples_per_clip=4,
+        pose_mouth=True,
+    ):
         self.root = Path(dataset_dir)
         self.records = [r for r in read_manifest(self.root, split) if r.num_frames >= num_frames]
         if not self.records:
             raise ValueError(f"{self.root}: no clip in split {split!r} has {num_frames} frames")
         self.store = ClipStore(self.root, self.records)
         self.size, self.num_frames, self.encoder = size, num_frames, encoder
-        self.seed, self.epoch, self.samples_per_clip = seed, 0, samples_per_clip
+        self.seed, self.epoch, self.samples_per_clip, self.pose_mouth = seed, 0, samples_per_clip, pose_mouth
         self._audio: dict[int, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -190,7 +203,7 @@ class Stage2VideoDataset(Dataset):
         audio = stack_context(self.audio_features(clip), AUDIO_CONTEXT)[span]  # (F, 5, L, D)
         return {
             "frames": _to_pixels(crop_resize(frames[span], full, self.size)),
-            "poses": _to_pose_pixels(render_pose_sequence(window_pose)),
+            "poses": _to_pose_pixels(render_pose_sequence(window_pose, mouth=self.pose_mouth)),
             "masks": [torch.from_numpy(m) for m in branch_masks(window_pose, self.size, self.size)],
             "audio": torch.from_numpy(np.ascontiguousarray(audio)),
             "reference": _to_pixels(crop_resize(frames[ref : ref + 1], full, self.size))[:, 0],

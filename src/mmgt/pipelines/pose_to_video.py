@@ -190,7 +190,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
     no ReferenceNet features, exactly what training's image dropout shows the model ("zero the CLIP embedding and
     skip ReferenceNet", spec §5.5), so the branch CFG extrapolates from is one the model was trained on.
     ``"zero_clip"``: the released sampler's ReferenceNet run with a zero CLIP embedding (spec §5.7), a branch
-    training never produces; kept to reproduce the release.
+    training never produces; kept to reproduce the release. ``pose_mouth``: whether the pose images show the
+    jaw-line and lip landmarks, as the model was trained (``data.pose_mouth``); without them the mouth comes from the
+    audio alone.
 
     Modules run in whatever train/eval mode they are in (``from_pretrained`` gives eval mode); call ``.eval()`` on
     modules taken from a training loop before sampling.
@@ -217,6 +219,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         overlap: int = 4,
         closed_loop: bool = True,
         uncond_reference: str = "skip",
+        pose_mouth: bool = True,
     ):
         super().__init__()
         audio_features = audio_features or feature_spec(None, stage=2)
@@ -239,6 +242,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
             overlap=int(overlap),
             closed_loop=bool(closed_loop),
             uncond_reference=str(uncond_reference),
+            pose_mouth=bool(pose_mouth),
         )
         if uncond_reference not in UNCOND_REFERENCE:
             raise MmgtError(f"uncond_reference must be one of {UNCOND_REFERENCE}, got {uncond_reference!r}")
@@ -360,7 +364,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
         """Pose features, branch masks and audio tokens of one window (``poses`` already at the output size)."""
         device, dtype = self._execution_device, self.unet.dtype
         window = poses.replace(keypoints=poses.keypoints[frames], scores=poses.scores[frames])
-        rendered = torch.from_numpy(render_pose_sequence(window)).permute(0, 3, 1, 2)  # (w, 3, H, W) uint8
+        rendered = render_pose_sequence(window, mouth=self.config.pose_mouth)  # (w, H, W, 3) uint8
+        rendered = torch.from_numpy(rendered).permute(0, 3, 1, 2)  # (w, 3, H, W)
         pose_features = self.pose_guider(rendered.to(device, self.pose_guider.dtype) / 255.0).to(dtype)
         masks = [torch.from_numpy(m).to(device, dtype) for m in branch_masks(window, poses.height, poses.width)]
         zeros = self.audio_projection.unconditional_tokens(len(frames)).to(dtype)  # (w, N, D)

@@ -22,7 +22,17 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from mmgt.constants import BODY, CANVAS_SIZE, LEFT_HAND, LEGS, NUM_KEYPOINTS, RIGHT_HAND, VISIBILITY_THRESHOLD
+from mmgt.constants import (
+    BODY,
+    CANVAS_SIZE,
+    JAW,
+    LEFT_HAND,
+    LEGS,
+    LIPS,
+    NUM_KEYPOINTS,
+    RIGHT_HAND,
+    VISIBILITY_THRESHOLD,
+)
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
 from mmgt.pose.layout import BODY_COLORS, BODY_LIMBS, FACE_POINTS, LEFT_HAND_EDGES, LEG_LIMBS, RIGHT_HAND_EDGES
@@ -48,6 +58,8 @@ FACE_COLOR = (255, 255, 255)
 
 _DRAWN_LIMBS = tuple(i for i in range(len(BODY_LIMBS)) if i not in LEG_LIMBS)
 _DRAWN_JOINTS = tuple(j for j in BODY if j not in LEGS)
+MOUTH_POINTS = JAW + LIPS  # the face points that move when the mouth opens: jaw line and lips
+_FACE_WITHOUT_MOUTH = tuple(j for j in FACE_POINTS if j not in MOUTH_POINTS)
 _SHIFT = 4  # fixed-point bits passed to OpenCV: coordinates are drawn to 1/16 px
 _ONE = 1 << _SHIFT
 _COORD_LIMIT = 1e6  # clip absurd coordinates so fixed-point values stay far inside int32
@@ -128,8 +140,8 @@ def _draw_hand(canvas: np.ndarray, fixed: list, visible: np.ndarray, edges, join
             cv2.circle(canvas, fixed[j], sizes.hand_joint * _ONE, HAND_JOINT_COLOR, -1, cv2.LINE_8, _SHIFT)
 
 
-def _draw_face(canvas: np.ndarray, fixed: list, visible: np.ndarray, sizes: _Sizes) -> None:
-    for j in FACE_POINTS:
+def _draw_face(canvas: np.ndarray, fixed: list, visible: np.ndarray, sizes: _Sizes, mouth: bool) -> None:
+    for j in FACE_POINTS if mouth else _FACE_WITHOUT_MOUTH:
         if visible[j]:
             cv2.circle(canvas, fixed[j], sizes.face_dot * _ONE, FACE_COLOR, -1, cv2.LINE_8, _SHIFT)
 
@@ -141,6 +153,7 @@ def _draw(
     sizes: _Sizes,
     draw_face: bool,
     draw_hands: bool,
+    mouth: bool = True,
 ) -> None:
     """Draw one pose into ``canvas`` (H, W, 3) uint8, in ControlNet's order: body, hands, face."""
     xy = np.clip(keypoints.astype(np.float64), -_COORD_LIMIT, _COORD_LIMIT)  # (K, 2)
@@ -150,7 +163,7 @@ def _draw(
         _draw_hand(canvas, fixed, visible, LEFT_HAND_EDGES, LEFT_HAND, sizes)
         _draw_hand(canvas, fixed, visible, RIGHT_HAND_EDGES, RIGHT_HAND, sizes)
     if draw_face:
-        _draw_face(canvas, fixed, visible, sizes)
+        _draw_face(canvas, fixed, visible, sizes, mouth)
 
 
 def _visibility(keypoints: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -171,6 +184,7 @@ def render_pose(
     threshold: float = VISIBILITY_THRESHOLD,
     draw_face: bool = True,
     draw_hands: bool = True,
+    mouth: bool = True,
 ) -> np.ndarray:
     """Render one pose as an OpenPose/ControlNet-style frame.
 
@@ -184,6 +198,9 @@ def render_pose(
         threshold: visibility threshold (spec: 0.3).
         draw_face: draw the 68 face landmarks as white dots.
         draw_hands: draw the two hand skeletons.
+        mouth: with ``draw_face``, also draw the landmarks that move when the mouth opens: the jaw line and the
+            lips (:data:`MOUTH_POINTS`, keypoints 24-40 and 72-91). False leaves the mouth to the audio (stage II's
+            ``pose_mouth`` setting, docs/stage2.md).
 
     Returns:
         (height, width, 3) uint8 RGB frame.
@@ -201,16 +218,19 @@ def render_pose(
     _check_size(width, height)
     canvas = np.zeros((int(height), int(width), 3), dtype=np.uint8)
     visible = _visibility(keypoints, scores, threshold)
-    _draw(canvas, keypoints, visible, _sizes(int(width), int(height)), draw_face, draw_hands)
+    _draw(canvas, keypoints, visible, _sizes(int(width), int(height)), draw_face, draw_hands, mouth)
     return canvas
 
 
-def iter_pose_frames(pose: PoseSequence, width: int | None = None, height: int | None = None) -> Iterator[np.ndarray]:
+def iter_pose_frames(
+    pose: PoseSequence, width: int | None = None, height: int | None = None, mouth: bool = True
+) -> Iterator[np.ndarray]:
     """Yield the rendered frames of ``pose`` one at a time (constant memory, for long videos).
 
     Args:
         pose: the pose sequence.
         width, height: output size; ``None`` keeps the pose's size, anything else rescales the coordinates.
+        mouth: draw the jaw-line and lip landmarks (:data:`MOUTH_POINTS`).
 
     Yields:
         (H, W, 3) uint8 RGB frames, one per pose frame.
@@ -220,16 +240,19 @@ def iter_pose_frames(pose: PoseSequence, width: int | None = None, height: int |
     visible = _visibility(pose.keypoints, pose.scores, VISIBILITY_THRESHOLD)  # (F, K)
     for f in range(pose.num_frames):
         canvas = np.zeros((pose.height, pose.width, 3), dtype=np.uint8)
-        _draw(canvas, pose.keypoints[f], visible[f], sizes, draw_face=True, draw_hands=True)
+        _draw(canvas, pose.keypoints[f], visible[f], sizes, draw_face=True, draw_hands=True, mouth=mouth)
         yield canvas
 
 
-def render_pose_sequence(pose: PoseSequence, width: int | None = None, height: int | None = None) -> np.ndarray:
+def render_pose_sequence(
+    pose: PoseSequence, width: int | None = None, height: int | None = None, mouth: bool = True
+) -> np.ndarray:
     """Render every frame of ``pose``.
 
     Args:
         pose: the pose sequence.
         width, height: output size; ``None`` keeps the pose's size, anything else rescales the coordinates.
+        mouth: draw the jaw-line and lip landmarks (:data:`MOUTH_POINTS`).
 
     Returns:
         (F, H, W, 3) uint8 RGB frames.
@@ -239,5 +262,5 @@ def render_pose_sequence(pose: PoseSequence, width: int | None = None, height: i
     visible = _visibility(pose.keypoints, pose.scores, VISIBILITY_THRESHOLD)  # (F, K)
     frames = np.zeros((pose.num_frames, pose.height, pose.width, 3), dtype=np.uint8)
     for f in range(pose.num_frames):
-        _draw(frames[f], pose.keypoints[f], visible[f], sizes, draw_face=True, draw_hands=True)
+        _draw(frames[f], pose.keypoints[f], visible[f], sizes, draw_face=True, draw_hands=True, mouth=mouth)
     return frames

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
 from torch import nn
@@ -205,6 +206,7 @@ def video_step_components(cfg: Stage2Train, audio_spec: dict) -> dict[str, nn.Mo
     if missing:
         raise ModelFolderError(f"{root}: not an image-step export, missing {', '.join(missing)}")
     parts = {name: _load(_LOADERS[name], root / name, name) for name in IMAGE_EXPORTS}
+    _warn_pose_mouth_mismatch(root, cfg.data.pose_mouth)
     presets = preset(cfg.preset)
     if cfg.motion_adapter:
         motion_adapter = _load(MotionAdapter, cfg.motion_adapter, "motion_adapter")
@@ -220,6 +222,17 @@ def video_step_components(cfg: Stage2Train, audio_spec: dict) -> dict[str, nn.Mo
         parts["unet"], **{**presets["audio_adapter"], "placement": cfg.audio_placement}
     )
     return parts
+
+
+def _warn_pose_mouth_mismatch(image_final: Path, pose_mouth: bool) -> None:
+    """Warn when the image step (its run's config.yaml, next to ``final``) drew the mouth points differently."""
+    run_config = image_final.parent / "config.yaml"
+    if not run_config.is_file():
+        return
+    image_mouth = (yaml.safe_load(run_config.read_text()) or {}).get("data", {}).get("pose_mouth", True)
+    if bool(image_mouth) != bool(pose_mouth):
+        logger.warning("data.pose_mouth=%s but the image step %s was trained with pose_mouth=%s: its UNet and pose "
+                       "guider saw different pose images", pose_mouth, image_final, image_mouth)  # fmt: skip
 
 
 def build_trainee(cfg: Stage2Train, parts: dict[str, nn.Module]) -> Stage2Trainee:
@@ -299,9 +312,35 @@ def stage2_loss(
     pred = trainee(noisy, timesteps, cond["ref_latents"], cond["clip_embeds"], keep_image, cond["pose_images"],
                    cond["audio"], keep_audio, masks, obj.region_scales)  # fmt: skip
     target = v_target(scheduler, latents, noise, timesteps)  # (B, C, F, h, w)
-    mse = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3, 4))  # (B,)
+    squared = (pred.float() - target.float()) ** 2  # (B, C, F, h, w)
+    mse = squared.mean(dim=(1, 2, 3, 4))  # (B,)
+    pixel_weights = lip_loss_weights(masks, latents.shape, obj.lip_loss_weight)
+    if pixel_weights is not None:  # a weighted mean: the loss scale stays that of the plain MSE
+        squared = squared * pixel_weights
+        mse_for_loss = squared.sum(dim=(1, 2, 3, 4)) / (pixel_weights.sum(dim=(1, 2, 3, 4)) * latents.shape[1])
+    else:
+        mse_for_loss = mse
     weights = min_snr_weights(scheduler, timesteps, obj.snr_gamma).to(device)  # spec §5.5 min-SNR, gamma 5
-    return {"loss": (weights * mse).mean(), "mse": mse.mean().detach()}
+    return {"loss": (weights * mse_for_loss).mean(), "mse": mse.mean().detach()}
+
+
+def lip_loss_weights(masks: list[torch.Tensor] | None, shape: torch.Size, lip_weight: float) -> torch.Tensor | None:
+    """Per-latent-pixel loss weights 1 + ``lip_weight`` * lip mask, or None (no masks, or weight 0).
+
+    Args:
+        masks: per UNet level (B*F, 3, h_l, w_l) region masks (global, face_hands, lips); level 0 is the latent size.
+        shape: the latents' shape (B, C, F, h, w).
+
+    Returns:
+        (B, 1, F, h, w) weights >= 1.
+    """
+    if not masks or lip_weight == 0:
+        return None
+    b, _, f, h, w = shape
+    lips = masks[0][:, 2]  # (B*F, h, w), b-major like the frames
+    if lips.shape[-2:] != (h, w):
+        raise MmgtError(f"lip mask is {tuple(lips.shape[-2:])}, the latents {h}x{w}")
+    return 1.0 + lip_weight * lips.reshape(b, f, h, w)[:, None].float()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -337,10 +376,10 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
     if cfg.step == "image":
         train_set = Stage2ImageDataset(cfg.data.root, "train", cfg.data.size, cfg.data.min_gap,
                                        tuple(cfg.data.crop_scale), tuple(cfg.data.crop_ratio), cfg.seed,
-                                       cfg.data.samples_per_clip)  # fmt: skip
+                                       cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
     else:
         train_set = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, encoder, cfg.seed,
-                                       cfg.data.samples_per_clip)  # fmt: skip
+                                       cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
 
     # 5. Optimiser (trainable parameters only), constant LR after warm-up (spec §5.5).
     optimizer = build_optimizer(trainee.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay,
@@ -449,7 +488,7 @@ def build_pipeline(
     pipe = PoseToVideoPipeline(vae, image_encoder, model.reference_unet, unet, model.pose_guider, projection, adapter,
                                make_stage2_scheduler(), audio_features=audio_spec,
                                region_scales=tuple(cfg.validation.region_scales), window_frames=cfg.data.num_frames,
-                               overlap=cfg.data.num_frames // 3)  # fmt: skip  # spec §5.7: 12 / 4
+                               overlap=cfg.data.num_frames // 3, pose_mouth=cfg.data.pose_mouth)  # fmt: skip
     if encoder is not None:
         pipe.set_audio_encoder(encoder)
     return pipe
