@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/cpu.txt
 	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev,app,apptest]"
+	@# librosa compiles its numba kernels on first use (~1 min on 2 cores) into its on-disk cache: do it here, once.
+	HF_HUB_OFFLINE=1 $(BIN)/python -c "from mmgt.audio.librosa_features import warm_up; \
+		print(f'librosa kernels compiled and cached in {warm_up():.0f} s')"
 	touch $(STAMP)
 
 test: setup
