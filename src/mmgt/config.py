@@ -201,7 +201,7 @@ class Stage2Objective:
     audio_drop_prob: float = 0.05  # spec §5.6: zero audio tokens (video step)
     region_scales: tuple[float, float, float] = (1.0, 1.0, 1.0)  # spec §5.3 decision: (1, 1, 1) in training
     # Video step: the loss weight of latent pixels inside the lip mask is 1 + this (0 = the spec's plain loss). The
-    # mouth covers a few latent pixels, so its share of the loss is tiny; the tiny configs raise it (docs/stage2.md).
+    # mouth covers a few latent pixels, so its share of the loss is tiny (tried on tiny: docs/stage2.md).
     lip_loss_weight: float = 0.0
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
 from torch import nn
@@ -24,7 +23,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import feature_spec
-from mmgt.config import Stage2Train, save_config
+from mmgt.config import Stage2Train, load_config, save_config
 from mmgt.constants import FPS
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import read_manifest
@@ -229,8 +228,8 @@ def _warn_pose_mouth_mismatch(image_final: Path, pose_mouth: bool) -> None:
     run_config = image_final.parent / "config.yaml"
     if not run_config.is_file():
         return
-    image_mouth = (yaml.safe_load(run_config.read_text()) or {}).get("data", {}).get("pose_mouth", True)
-    if bool(image_mouth) != bool(pose_mouth):
+    image_mouth = load_config(Stage2Train, run_config).data.pose_mouth
+    if image_mouth != pose_mouth:
         logger.warning("data.pose_mouth=%s but the image step %s was trained with pose_mouth=%s: its UNet and pose "
                        "guider saw different pose images", pose_mouth, image_final, image_mouth)  # fmt: skip
 
@@ -488,7 +487,8 @@ def build_pipeline(
     pipe = PoseToVideoPipeline(vae, image_encoder, model.reference_unet, unet, model.pose_guider, projection, adapter,
                                make_stage2_scheduler(), audio_features=audio_spec,
                                region_scales=tuple(cfg.validation.region_scales), window_frames=cfg.data.num_frames,
-                               overlap=cfg.data.num_frames // 3, pose_mouth=cfg.data.pose_mouth)  # fmt: skip
+                               overlap=cfg.data.num_frames // 3,  # spec §5.7: 12 / 4
+                               pose_mouth=cfg.data.pose_mouth)  # fmt: skip
     if encoder is not None:
         pipe.set_audio_encoder(encoder)
     return pipe
