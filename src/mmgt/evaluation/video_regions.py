@@ -3,8 +3,9 @@
 Stage II is driven by known poses, so the keypoints say where each region is in every frame; no detector runs on the
 generated pixels. Two measurements back the stage-2 acceptance checks:
 
-* :func:`mouth_activity` — how far the mouth region of each frame is from the clip's typical (median) mouth: it rises
-  when the mouth opens. Correlated with the audio envelope it says whether the mouth follows the speech.
+* :func:`mouth_activity` — how far the mouth region of each frame (a window fixed to the head, not to the lips) is
+  from the clip's typical (median) mouth: it rises when the mouth opens. Correlated with the audio envelope it says
+  whether the mouth follows the speech.
 * :func:`torso_colour` — the median colour of a patch below the shoulders: the clothing colour, an identity cue that
   should match the reference image.
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mmgt.constants import BODY_INDEX, LIPS, VISIBILITY_THRESHOLD
+from mmgt.constants import BODY_INDEX, FACE_OFFSET, LIPS, NOSE, VISIBILITY_THRESHOLD
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
 
 MOUTH_CROP = 16  # mouth crops are resampled to 16 x 16 px so clips of any size compare
 MOUTH_MARGIN = 0.6  # half-side of the crop = (0.5 + margin) x lip width: lips, teeth and some of the chin
+HEAD_AXIS = (FACE_OFFSET + 36, FACE_OFFSET + 45)  # outer eye corners: the head's x axis and scale
 
 
 def _check(frames: np.ndarray, poses: PoseSequence) -> None:
@@ -35,27 +37,60 @@ def _pixel_keypoints(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
     return poses.keypoints * np.array([w / poses.width, h / poses.height], dtype=np.float64)
 
 
+def _head_frames(kp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame rigid head frame from points that do not move when the mouth opens.
+
+    Args:
+        kp: (F, K, 2) pixel keypoints.
+
+    Returns:
+        origin (F, 2): the nose centroid; x_axis, y_axis (F, 2): unit vectors along the outer eye corners and
+        perpendicular to it (down the face for an upright head); unit (F,): the outer-eye-corner distance in px.
+    """
+    origin = kp[:, list(NOSE)].mean(axis=1)
+    eye_line = kp[:, HEAD_AXIS[1]] - kp[:, HEAD_AXIS[0]]
+    unit = np.linalg.norm(eye_line, axis=1)
+    x_axis = eye_line / np.maximum(unit, 1e-9)[:, None]
+    y_axis = np.stack([-x_axis[:, 1], x_axis[:, 0]], axis=1)
+    return origin, x_axis, y_axis, unit
+
+
 def mouth_crops(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
-    """Square crops around the lips, one per frame.
+    """Square crops of the mouth, fixed to the head, one per frame.
+
+    The crop follows the head (nose and outer eye corners: translation, roll and scale) but not the lips: it sits
+    where the clip's lips are on median, so an opening mouth changes the pixels inside a still window. (A crop
+    centred on each frame's lip keypoints would itself move down as the keypoints open, and read pixel change from a
+    closed generated mouth.)
 
     Args:
         frames: (F, H, W, 3) uint8 video.
         poses: the F driving poses (any canvas size; scaled to the frames).
 
     Returns:
-        (F, 16, 16, 3) float32 crops in [0, 1]; NaN for frames whose lips are not visible.
+        (F, 16, 16, 3) float32 crops in [0, 1]; NaN for frames whose lips, nose or outer eye corners are not visible.
     """
     _check(frames, poses)
-    kp = _pixel_keypoints(frames, poses)[:, list(LIPS)]  # (F, 20, 2)
-    seen = (poses.scores[:, list(LIPS)] > VISIBILITY_THRESHOLD).all(axis=1)  # (F,)
+    kp = _pixel_keypoints(frames, poses)  # (F, K, 2)
+    needed = [*LIPS, *NOSE, *HEAD_AXIS]
+    seen = (poses.scores[:, needed] > VISIBILITY_THRESHOLD).all(axis=1)  # (F,)
     out = np.full((len(frames), MOUTH_CROP, MOUTH_CROP, 3), np.nan, np.float32)
+    if not seen.any():
+        return out
+    origin, x_axis, y_axis, unit = _head_frames(kp)
+    # Lip box in head units (x along the eyes, y down the face), then its median over the clip.
+    rel = kp[:, list(LIPS)] - origin[:, None]  # (F, 20, 2)
+    lx = np.einsum("fpc,fc->fp", rel, x_axis) / unit[:, None]
+    ly = np.einsum("fpc,fc->fp", rel, y_axis) / unit[:, None]
+    cx = np.median((lx.min(1) + lx.max(1))[seen]) / 2
+    cy = np.median((ly.min(1) + ly.max(1))[seen]) / 2
+    half = (0.5 + MOUTH_MARGIN) * np.median((lx.max(1) - lx.min(1))[seen])  # in eye-distance units
     for i in np.flatnonzero(seen):
-        lo, hi = kp[i].min(axis=0), kp[i].max(axis=0)
-        centre, half = (lo + hi) / 2, max((0.5 + MOUTH_MARGIN) * (hi - lo)[0], 3.0)
-        # An affine warp samples the square (borders replicated) without integer rounding of the box.
-        scale = MOUTH_CROP / (2 * half)
-        matrix = np.array([[scale, 0, MOUTH_CROP / 2 - scale * centre[0]],
-                           [0, scale, MOUTH_CROP / 2 - scale * centre[1]]])  # fmt: skip
+        centre = origin[i] + unit[i] * (cx * x_axis[i] + cy * y_axis[i])
+        scale = MOUTH_CROP / (2 * max(half * unit[i], 3.0))
+        rotation = np.stack([x_axis[i], y_axis[i]])  # image -> head axes
+        # An affine warp samples the rotated square (borders replicated) without integer rounding of the box.
+        matrix = np.concatenate([scale * rotation, (MOUTH_CROP / 2 - scale * rotation @ centre)[:, None]], axis=1)
         crop = cv2.warpAffine(frames[i], matrix, (MOUTH_CROP, MOUTH_CROP), flags=cv2.INTER_AREA,
                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         out[i] = crop.astype(np.float32) / 255.0
