@@ -20,12 +20,13 @@ from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.denoising_unet import build_denoising_unet
 from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
-from mmgt.training.common import latest_checkpoint
+from mmgt.training.common import build_optimizer, latest_checkpoint
 from mmgt.training.train_stage2 import (
     build_trainee,
     check_video_freeze,
     lip_loss_weights,
     main,
+    parameter_groups,
     stage2_loss,
     trainable_counts,
     video_step_components,
@@ -161,6 +162,22 @@ def test_freeze_policy_of_each_step():
     trainee.pose_guider.conv_in.weight.requires_grad_(True)
     with pytest.raises(MmgtError, match="1 parameters trainable that should be frozen"):
         check_video_freeze(trainee)
+
+
+def test_audio_lr_puts_exactly_the_audio_modules_in_their_own_group():
+    video_cfg = load_config(Stage2Train, overrides=["step=video"])
+    trainee = build_trainee(video_cfg, _video_parts())
+    groups = build_optimizer(parameter_groups(trainee, 1e-3), "adamw", 1e-4).param_groups
+    audio = {id(p) for m in (trainee.audio_projection, trainee.audio_adapter) for p in m.parameters()}
+    assert [g["lr"] for g in groups] == [1e-4, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == audio
+    rest = {id(p) for p in groups[0]["params"]}
+    assert rest.isdisjoint(audio) and rest == {id(p) for p in trainee.parameters() if p.requires_grad} - audio
+    assert len(rest) > 0  # the motion modules
+    # Unset: one group at the base LR (the spec).
+    single = build_optimizer(parameter_groups(trainee, None), "adamw", 1e-4).param_groups
+    assert len(single) == 1 and single[0]["lr"] == 1e-4
+    assert sum(p.numel() for p in single[0]["params"]) == sum(p.numel() for g in groups for p in g["params"])
 
 
 def _video_inputs(seed: int = 3, b: int = 2, f: int = 3):

@@ -91,15 +91,24 @@ def collate(items: list[dict]) -> dict:
 # Optimisation
 # ---------------------------------------------------------------------------------------------------------------------
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | list[dict],
     name: str = "adamw",
     lr: float = 1e-4,
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
-    """AdamW (default), Adan (``adan-pytorch`` package) or 8-bit AdamW (``bitsandbytes``)."""
-    params = [p for p in params if p.requires_grad]
+    """AdamW (default), Adan (``adan-pytorch`` package) or 8-bit AdamW (``bitsandbytes``).
+
+    ``params`` is an iterable of parameters or a list of torch parameter groups (``{"params": [...], "lr": ...}``);
+    frozen parameters are dropped, and so are groups left empty.
+    """
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in groups if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
     if name == "adamw":

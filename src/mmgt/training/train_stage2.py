@@ -160,6 +160,16 @@ class Stage2Trainee(nn.Module):
         return tokens * keep_audio.repeat_interleave(audio.shape[1]).view(-1, 1, 1).to(tokens.dtype)
 
 
+def parameter_groups(trainee: Stage2Trainee, audio_lr: float | None) -> list[dict]:
+    """Optimiser groups: the audio projection and adapter at ``audio_lr`` (if set), everything else at the base LR."""
+    audio = [m for m in (trainee.audio_projection, trainee.audio_adapter) if m is not None]
+    if audio_lr is None or not audio:
+        return [{"params": list(trainee.parameters())}]
+    audio_ids = {id(p) for m in audio for p in m.parameters()}
+    rest = [p for p in trainee.parameters() if id(p) not in audio_ids]
+    return [{"params": rest}, {"params": [p for m in audio for p in m.parameters()], "lr": audio_lr}]
+
+
 def trainable_counts(trainee: Stage2Trainee) -> dict[str, int]:
     """Number of trainable parameters per component (for logs and the freeze-policy check)."""
     return {
@@ -381,8 +391,8 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
                                        cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
 
     # 5. Optimiser (trainable parameters only), constant LR after warm-up (spec §5.5).
-    optimizer = build_optimizer(trainee.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay,
-                                tuple(cfg.optim.betas))  # fmt: skip
+    optimizer = build_optimizer(parameter_groups(trainee, cfg.audio_lr), cfg.optim.name, cfg.optim.lr,
+                                cfg.optim.weight_decay, tuple(cfg.optim.betas))  # fmt: skip
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
     trainee, optimizer, lr_scheduler = accelerator.prepare(trainee, optimizer, lr_scheduler)
 
