@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,12 @@ def test_save_then_load_round_trip(tmp_path):
     cfg = load_config(Run, overrides=["steps=7"])
     path = save_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(Run, path) == cfg
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/*/*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_into_its_schema(path):
+    from mmgt.config import Stage1Train, Stage2Train, VaeTrain
+
+    schema = {"stage1": Stage1Train, "stage2": Stage2Train, "vae": VaeTrain}[path.parent.name]
+    cfg = load_config(schema, path)  # unknown keys and wrong types raise
+    assert cfg.name == path.stem  # runs land in runs/<stage>/<config name>
