@@ -237,7 +237,7 @@ class Stage2Train:
     motion_adapter: str | None = None  # video step: an AnimateDiff MotionAdapter folder; None = fresh (identity) ones
     audio_placement: str = "down"  # spec §5.3: down (release) | down_up_mid (figure)
     # Video step: the learning rate of the audio projection and MM-HAA adapters (None = optim.lr, the spec's one LR).
-    # Their zero-initialised adapters see gradient only from the few mouth and hand pixels (docs/stage2.md).
+    # The lip and face/hand branches see gradient only from a few latent pixels; tried on tiny in docs/stage2.md.
     audio_lr: float | None = None
     data: Stage2Data = field(default_factory=Stage2Data)
     objective: Stage2Objective = field(default_factory=Stage2Objective)
