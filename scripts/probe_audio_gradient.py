@@ -40,11 +40,11 @@ BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-def _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio) -> tuple[torch.Tensor, float]:
+def _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio, scales) -> tuple[torch.Tensor, float]:
     trainee.zero_grad()
     keep = torch.tensor([True])
     pred = trainee(noisy, timesteps, inputs["ref_latents"], inputs["clip_embeds"], keep, inputs["pose_images"], audio,
-                   keep, inputs["region_masks"], (1.0, 1.0, 1.0))  # fmt: skip
+                   keep, inputs["region_masks"], scales)  # fmt: skip
     loss = ((pred - target) ** 2).mean()
     loss.backward()
     return torch.cat([p.grad.flatten() for p in params]).clone(), loss.item()
@@ -66,14 +66,15 @@ def main() -> None:
 
     torch.manual_seed(0)
     cfg = load_config(Stage2Train, args.config, overrides=[*args.overrides, "step=video"])
-    parts = t2.video_step_components(cfg, feature_spec(None, stage=2))
+    encoder = t2.video_audio_encoder(cfg)
+    parts = t2.video_step_components(cfg, feature_spec(encoder, stage=2))
     trainee = t2.build_trainee(cfg, parts)
     if args.audio_from is not None:
         for name in ("audio_adapter", "audio_projection"):
             getattr(trainee, name).load_state_dict(load_file(args.audio_from / name / WEIGHTS))
     params = [p for n, p in trainee.audio_adapter.named_parameters() if ".lips." in n and n.endswith("adapter.weight")]
     vae, encoder, scheduler = parts["vae"].eval(), parts["image_encoder"].eval(), make_stage2_scheduler()
-    dataset = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, None, cfg.seed,
+    dataset = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, encoder, cfg.seed,
                                  cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
 
     gen = torch.Generator().manual_seed(args.seed)
@@ -88,8 +89,9 @@ def main() -> None:
             noise = torch.randn(latents.shape, generator=gen)
             noisy = scheduler.add_noise(latents, noise, timesteps)
             target = v_target(scheduler, latents, noise, timesteps)
-            g_true, l_true = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio)
-            g_shuf, l_shuf = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, shuffled)
+            scales = cfg.objective.region_scales
+            g_true, l_true = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio, scales)
+            g_shuf, l_shuf = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, shuffled, scales)
             stats[band]["true"].append(g_true)
             stats[band]["diff"].append(g_true - g_shuf)
             stats[band]["gain"].append(l_shuf - l_true)

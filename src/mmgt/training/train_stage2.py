@@ -160,6 +160,13 @@ class Stage2Trainee(nn.Module):
         return tokens * keep_audio.repeat_interleave(audio.shape[1]).view(-1, 1, 1).to(tokens.dtype)
 
 
+def video_audio_encoder(cfg: Stage2Train) -> SpeechEncoder | None:
+    """The video step's speech encoder: all wav2vec2 layers from ``data.encoder``, or None for the mel fallback."""
+    if cfg.step != "video" or not cfg.data.encoder:
+        return None
+    return SpeechEncoder.from_pretrained(cfg.data.encoder, layers="all", interpolate="before_transformer")
+
+
 def parameter_groups(trainee: Stage2Trainee, audio_lr: float | None) -> list[dict]:
     """Optimiser groups: the audio projection and adapter at ``audio_lr`` (if set), everything else at the base LR."""
     audio = [m for m in (trainee.audio_projection, trainee.audio_adapter) if m is not None]
@@ -367,9 +374,7 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
         save_config(cfg, run_dir / "config.yaml")
 
     # 2. Audio recipe (video step): wav2vec2 from a local folder, or the mel fallback (L = 1, D = 81).
-    encoder = None
-    if cfg.step == "video" and cfg.data.encoder:
-        encoder = SpeechEncoder.from_pretrained(cfg.data.encoder, layers="all", interpolate="before_transformer")
+    encoder = video_audio_encoder(cfg)
     audio_spec = feature_spec(encoder, stage=2)
 
     # 3. Components and freeze policy; the frozen VAE and CLIP run in the mixed-precision dtype.
