@@ -73,7 +73,7 @@ def main() -> None:
         for name in ("audio_adapter", "audio_projection"):
             getattr(trainee, name).load_state_dict(load_file(args.audio_from / name / WEIGHTS))
     params = [p for n, p in trainee.audio_adapter.named_parameters() if ".lips." in n and n.endswith("adapter.weight")]
-    vae, encoder, scheduler = parts["vae"].eval(), parts["image_encoder"].eval(), make_stage2_scheduler()
+    vae, image_encoder, scheduler = parts["vae"].eval(), parts["image_encoder"].eval(), make_stage2_scheduler()
     dataset = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, encoder, cfg.seed,
                                  cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
 
@@ -81,7 +81,7 @@ def main() -> None:
     stats = {band: {"true": [], "diff": [], "gain": []} for band in BANDS}
     for index in torch.randperm(len(dataset), generator=gen)[: args.samples].tolist():
         with torch.no_grad():
-            inputs = t2.encode_batch(t2.collate([dataset[index]]), vae, encoder, gen)
+            inputs = t2.encode_batch(t2.collate([dataset[index]]), vae, image_encoder, gen)
         latents, audio = inputs["latents"], inputs["audio"]  # (1, C, F, h, w), (1, F, 5, L, D)
         shuffled = audio[:, torch.randperm(audio.shape[1], generator=gen)]
         for band in BANDS:
