@@ -28,11 +28,21 @@ def synthetic_pose(frames: int, seed: int = 0) -> PoseSequence:
     rng = np.random.default_rng(seed)
     base = np.zeros((NUM_KEYPOINTS, 2))
     body = {
-        "nose": (256, 150), "neck": (256, 210), "right_shoulder": (196, 215), "right_elbow": (170, 300),
-        "right_wrist": (190, 380), "left_shoulder": (316, 215), "left_elbow": (342, 300), "left_wrist": (322, 380),
-        "right_hip": (220, 420), "left_hip": (292, 420), "right_eye": (244, 140), "left_eye": (268, 140),
-        "right_ear": (230, 146), "left_ear": (282, 146),
-    }  # fmt: skip
+        "nose": (256, 150),
+        "neck": (256, 210),
+        "right_shoulder": (196, 215),
+        "right_elbow": (170, 300),
+        "right_wrist": (190, 380),
+        "left_shoulder": (316, 215),
+        "left_elbow": (342, 300),
+        "left_wrist": (322, 380),
+        "right_hip": (220, 420),
+        "left_hip": (292, 420),
+        "right_eye": (244, 140),
+        "left_eye": (268, 140),
+        "right_ear": (230, 146),
+        "left_ear": (282, 146),
+    }
     for name, xy in body.items():
         base[BODY_INDEX[name]] = xy
     angles = np.linspace(0, 2 * np.pi, len(FACE), endpoint=False)

@@ -47,8 +47,12 @@ def main() -> None:
     print("| audio (s) | frames | peak RSS (MB) |")
     print("|---|---|---|")
     for seconds in args.seconds:
-        res = subprocess.run([sys.executable, "-c", CHILD, str(seconds), str(args.steps), args.model],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, "-c", CHILD, str(seconds), str(args.steps), args.model],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"| {seconds:g} | {row['frames']} | {row['peak_rss_mb']:.0f} |", flush=True)
 

@@ -82,24 +82,30 @@ print(json.dumps(result))
 
 
 def _child(name: str, size: int, frames: int, steps: int, model: str = "") -> dict:
-    res = subprocess.run([sys.executable, "-c", CHILD, name, str(size), str(frames), str(steps), model],
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, name, str(size), str(frames), str(steps), model], capture_output=True, text=True
+    )
     if res.returncode:
         raise SystemExit(res.stderr[-2000:])
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def speed(configs: list[str]) -> None:
-    print("| preset | size | frames | s/frame, one-step call | s/frame per extra step (CFG, 2 branches) | s/frame "
-          "once (ReferenceNet, encode, decode) | peak RSS (GB) |")  # fmt: skip
+    print(
+        "| preset | size | frames | s/frame, one-step call | s/frame per extra step (CFG, 2 branches) | s/frame "
+        "once (ReferenceNet, encode, decode) | peak RSS (GB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for config in configs:
         name, size, frames = config.split(":")
         row = _child(name, int(size), int(frames), 0)
         n = row["frames"]
         extra = [f"{row[k] / n:.3f}" if k in row else "–" for k in ("step_s", "fixed_s")]
-        print(f"| {name} | {size}² | {n} | {row['one_step_s'] / n:.2f} | {extra[0]} | {extra[1]} | "
-              f"{row['peak_rss_mb'] / 1024:.2f} |", flush=True)  # fmt: skip
+        print(
+            f"| {name} | {size}² | {n} | {row['one_step_s'] / n:.2f} | {extra[0]} | {extra[1]} | "
+            f"{row['peak_rss_mb'] / 1024:.2f} |",
+            flush=True,
+        )
 
 
 def memory(model: str, seconds: list[float], size: int, steps: int) -> None:
@@ -117,8 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("speed", help="s/frame for one step per preset and size")
-    p.add_argument("--configs", nargs="+", default=["tiny:128:12", "sd15:256:2", "sd15:512:2"],
-                   help="preset:size:frames entries")  # fmt: skip
+    p.add_argument(
+        "--configs", nargs="+", default=["tiny:128:12", "sd15:256:2", "sd15:512:2"], help="preset:size:frames entries"
+    )
     p = sub.add_parser("memory", help="peak RSS of a short and a long streamed video")
     p.add_argument("--model", default="", help="stage-2 pipeline folder (default: random-init tiny)")
     p.add_argument("--seconds", nargs="+", type=float, default=[6.0, 60.0])

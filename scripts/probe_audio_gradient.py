@@ -43,8 +43,18 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 def _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio, scales) -> tuple[torch.Tensor, float]:
     trainee.zero_grad()
     keep = torch.tensor([True])
-    pred = trainee(noisy, timesteps, inputs["ref_latents"], inputs["clip_embeds"], keep, inputs["pose_images"], audio,
-                   keep, inputs["region_masks"], scales)  # fmt: skip
+    pred = trainee(
+        noisy,
+        timesteps,
+        inputs["ref_latents"],
+        inputs["clip_embeds"],
+        keep,
+        inputs["pose_images"],
+        audio,
+        keep,
+        inputs["region_masks"],
+        scales,
+    )
     loss = ((pred - target) ** 2).mean()
     loss.backward()
     return torch.cat([p.grad.flatten() for p in params]).clone(), loss.item()
@@ -74,8 +84,16 @@ def main() -> None:
             getattr(trainee, name).load_state_dict(load_file(args.audio_from / name / WEIGHTS))
     params = [p for n, p in trainee.audio_adapter.named_parameters() if ".lips." in n and n.endswith("adapter.weight")]
     vae, image_encoder, scheduler = parts["vae"].eval(), parts["image_encoder"].eval(), make_stage2_scheduler()
-    dataset = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, encoder, cfg.seed,
-                                 cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
+    dataset = Stage2VideoDataset(
+        cfg.data.root,
+        "train",
+        cfg.data.size,
+        cfg.data.num_frames,
+        encoder,
+        cfg.seed,
+        cfg.data.samples_per_clip,
+        cfg.data.pose_mouth,
+    )
 
     gen = torch.Generator().manual_seed(args.seed)
     stats = {band: {"true": [], "diff": [], "gain": []} for band in BANDS}
@@ -102,8 +120,10 @@ def main() -> None:
     for band, s in stats.items():
         norm = torch.stack(s["true"]).norm(dim=1).mean().item()
         share = torch.stack(s["diff"]).norm(dim=1).mean().item() / norm
-        print(f"| {band[0]}-{band[1]} | {norm:.2e} | {_consistency(s['true']):.3f} | {share:.3f} | "
-              f"{_consistency(s['diff']):.3f} | {np.mean(s['gain']):+.2e} |")  # fmt: skip
+        print(
+            f"| {band[0]}-{band[1]} | {norm:.2e} | {_consistency(s['true']):.3f} | {share:.3f} | "
+            f"{_consistency(s['diff']):.3f} | {np.mean(s['gain']):+.2e} |"
+        )
 
 
 if __name__ == "__main__":

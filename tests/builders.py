@@ -18,8 +18,15 @@ from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 def tiny_stage1(window: int = 8, seed: int = 0) -> AudioToPosePipeline:
     """A 1-layer SMGA on the mel fallback (random weights, eval mode)."""
     torch.manual_seed(seed)
-    model = GestureDenoiser.from_preset("tiny", hidden_dim=32, num_layers=1, num_heads=2, ff_dim=64,
-                                        audio_dim=stage1_feature_dim(None), window_frames=window).eval()  # fmt: skip
+    model = GestureDenoiser.from_preset(
+        "tiny",
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        ff_dim=64,
+        audio_dim=stage1_feature_dim(None),
+        window_frames=window,
+    ).eval()
     pipe = AudioToPosePipeline(model, make_stage1_scheduler(), feature_spec(None))
     pipe.set_progress_bar_config(disable=True)
     return pipe

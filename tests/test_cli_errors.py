@@ -62,8 +62,17 @@ def test_pose_render_writes_exactly_n_frames(tmp_path):
     PoseSequence(rng.uniform(100, 400, (37, NUM_KEYPOINTS, 2)), np.ones((37, NUM_KEYPOINTS)), 512, 512).save(
         tmp_path / "p.npz"
     )
-    res = _run("pose", "render", str(tmp_path / "p.npz"), "-o", str(tmp_path / "pose.mp4"), "--masks-dir",
-               str(tmp_path / "masks"), "--size", "128")  # fmt: skip
+    res = _run(
+        "pose",
+        "render",
+        str(tmp_path / "p.npz"),
+        "-o",
+        str(tmp_path / "pose.mp4"),
+        "--masks-dir",
+        str(tmp_path / "masks"),
+        "--size",
+        "128",
+    )
     assert res.returncode == 0, res.stderr
     for video in [tmp_path / "pose.mp4", *(tmp_path / "masks" / f"{n}.mp4" for n in ("lips", "face_hands", "hands"))]:
         info = probe_video(video)

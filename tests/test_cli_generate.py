@@ -44,8 +44,19 @@ def files(tmp_path_factory):
 
 def _generate(files, tmp_path, capsys, *extra, image=None, audio=None, model=None):
     out = tmp_path / "out.mp4"
-    argv = ["generate", "--model", str(model or files / "model"), "--image", str(image or files / "speaker.png"),
-            "--audio", str(audio or files / "speech.wav"), "-o", str(out), *FAST, *extra]  # fmt: skip
+    argv = [
+        "generate",
+        "--model",
+        str(model or files / "model"),
+        "--image",
+        str(image or files / "speaker.png"),
+        "--audio",
+        str(audio or files / "speech.wav"),
+        "-o",
+        str(out),
+        *FAST,
+        *extra,
+    ]
     code = main(argv)
     return code, out, capsys.readouterr()
 
@@ -59,10 +70,29 @@ def _assert_refused(code, out, captured, *needles):
 
 def test_generate_writes_exact_frames_with_audio_a_preview_and_intermediates(files, tmp_path):
     out, preview, inter = tmp_path / "clip.mp4", tmp_path / "preview.mp4", tmp_path / "inter"
-    res = subprocess.run([sys.executable, "-m", "mmgt", "generate", "--model", str(files / "model"), "--image",
-                          str(files / "speaker.png"), "--audio", str(files / "speech.wav"), "-o", str(out), *FAST,
-                          "--preview", str(preview), "--save-intermediates", str(inter)],
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmgt",
+            "generate",
+            "--model",
+            str(files / "model"),
+            "--image",
+            str(files / "speaker.png"),
+            "--audio",
+            str(files / "speech.wav"),
+            "-o",
+            str(out),
+            *FAST,
+            "--preview",
+            str(preview),
+            "--save-intermediates",
+            str(inter),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert f"{out}: 25 frames (1.00 s) with audio" in res.stdout
     info = probe_video(out)
@@ -92,9 +122,25 @@ def test_grayscale_rgba_and_16_bit_images_are_handled(files, tmp_path, capsys, m
 def test_silent_audio_is_allowed_with_a_warning(files, tmp_path):
     silent = save_audio(tmp_path / "silent.wav", np.zeros(8000, np.float32))
     out = tmp_path / "silent.mp4"
-    res = subprocess.run([sys.executable, "-m", "mmgt", "generate", "--model", str(files / "model"), "--image",
-                          str(files / "speaker.png"), "--audio", str(silent), "-o", str(out), *FAST],
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmgt",
+            "generate",
+            "--model",
+            str(files / "model"),
+            "--image",
+            str(files / "speaker.png"),
+            "--audio",
+            str(silent),
+            "-o",
+            str(out),
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0 and "mmgt: WARNING: audio: the audio is silent" in res.stderr
     assert probe_video(out).num_frames == 13
 

@@ -74,8 +74,10 @@ def test_index_groups_match_the_layout():
     assert set(C.LIPS) <= set(C.FACE) and C.BODY_INDEX["neck"] == 1 and C.LEGS == (9, 10, 12, 13)
 
 
-@pytest.mark.parametrize("samples, sr, frames", [(16000, 16000, 25), (16001, 16000, 26), (1600, 16000, 3),
-                                                 (51200, 16000, 80), (1, 16000, 1), (0, 16000, 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "samples, sr, frames",
+    [(16000, 16000, 25), (16001, 16000, 26), (1600, 16000, 3), (51200, 16000, 80), (1, 16000, 1), (0, 16000, 0)],
+)
 def test_num_frames_is_ceil_of_duration(samples, sr, frames):
     assert C.num_frames_for(samples, sr) == frames
     assert C.duration_frames(3.2) == 80 and C.duration_frames(60) == 1500

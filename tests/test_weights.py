@@ -16,9 +16,16 @@ from mmgt.cli import build_parser, main
 from mmgt.weights import BASE_LAYOUT, MODEL_PARTS, base_folders, check_base_folder, check_folder, folder_kind
 
 ROOT = Path(__file__).parents[1]
-SPEECH = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
-              conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=8,
-              num_conv_pos_embedding_groups=2)  # fmt: skip
+SPEECH = dict(
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16, 16, 16),
+    conv_stride=(5, 8, 8),
+    conv_kernel=(10, 8, 8),
+    num_conv_pos_embeddings=8,
+    num_conv_pos_embedding_groups=2,
+)
 
 
 def _save_base(root: Path, controlnet: bool = False) -> Path:
@@ -206,16 +213,26 @@ def model_template(base_template, tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     spec1 = feature_spec(None, stage=1)
-    stage1 = AudioToPosePipeline(GestureDenoiser.from_preset("tiny", audio_dim=spec1["dim"]), make_stage1_scheduler(),
-                                 spec1)  # fmt: skip
+    stage1 = AudioToPosePipeline(
+        GestureDenoiser.from_preset("tiny", audio_dim=spec1["dim"]), make_stage1_scheduler(), spec1
+    )
     encoder = SpeechEncoder.from_pretrained(base_template / "wav2vec2", layers="all", interpolate="before_transformer")
     spec2 = feature_spec(encoder, stage=2)
     c = build_components("tiny")
-    projection = AudioProjection(**{**preset("tiny")["audio_projection"], "num_layers": spec2["num_layers"],
-                                    "input_dim": spec2["dim"]})  # fmt: skip
-    stage2 = PoseToVideoPipeline(c["vae"], c["image_encoder"], c["reference_unet"],
-                                 build_denoising_unet(c["unet"], c["motion_adapter"]), c["pose_guider"], projection,
-                                 c["audio_adapter"], make_stage2_scheduler(), audio_features=spec2)  # fmt: skip
+    projection = AudioProjection(
+        **{**preset("tiny")["audio_projection"], "num_layers": spec2["num_layers"], "input_dim": spec2["dim"]}
+    )
+    stage2 = PoseToVideoPipeline(
+        c["vae"],
+        c["image_encoder"],
+        c["reference_unet"],
+        build_denoising_unet(c["unet"], c["motion_adapter"]),
+        c["pose_guider"],
+        projection,
+        c["audio_adapter"],
+        make_stage2_scheduler(),
+        audio_features=spec2,
+    )
     stage2.set_audio_encoder(encoder)
     return MMGTPipeline(stage1, stage2, size=64).save_pretrained(tmp_path_factory.mktemp("model") / "model")
 

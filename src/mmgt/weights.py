@@ -35,24 +35,53 @@ class BasePart:
 BASE_LAYOUT: tuple[BasePart, ...] = (
     # spec §5.2/§7: the release initialised both UNets from sd-image-variations (already tuned to CLIP image
     # embeddings); the SD-1.5 UNet has the same shapes.
-    BasePart("unet", "lambdalabs/sd-image-variations-diffusers", "unet", "diffusers",
-             "UNet2DConditionModel: initialises the denoising UNet and the ReferenceNet",
-             "stable-diffusion-v1-5/stable-diffusion-v1-5 (unet/)", loader_key="unet"),
+    BasePart(
+        "unet",
+        "lambdalabs/sd-image-variations-diffusers",
+        "unet",
+        "diffusers",
+        "UNet2DConditionModel: initialises the denoising UNet and the ReferenceNet",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5 (unet/)",
+        loader_key="unet",
+    ),
     BasePart("vae", "stabilityai/sd-vae-ft-mse", None, "diffusers", "AutoencoderKL (frozen)", loader_key="vae"),
-    BasePart("image_encoder", "lambdalabs/sd-image-variations-diffusers", "image_encoder", "transformers",
-             "CLIP ViT-L/14 vision with the 768-d projection (frozen)", "openai/clip-vit-large-patch14",
-             loader_key="image_encoder"),
-    BasePart("motion_adapter", "guoyww/animatediff-motion-adapter-v1-5-2", None, "diffusers",
-             "AnimateDiff v2 MotionAdapter (video step)", loader_key="motion_adapter"),
+    BasePart(
+        "image_encoder",
+        "lambdalabs/sd-image-variations-diffusers",
+        "image_encoder",
+        "transformers",
+        "CLIP ViT-L/14 vision with the 768-d projection (frozen)",
+        "openai/clip-vit-large-patch14",
+        loader_key="image_encoder",
+    ),
+    BasePart(
+        "motion_adapter",
+        "guoyww/animatediff-motion-adapter-v1-5-2",
+        None,
+        "diffusers",
+        "AnimateDiff v2 MotionAdapter (video step)",
+        loader_key="motion_adapter",
+    ),
     BasePart("wav2vec2", "facebook/wav2vec2-base-960h", None, "speech", "stage-2 audio features (video step)"),
     BasePart("wavlm", "microsoft/wavlm-large", None, "speech", "stage-1 audio features"),
-    BasePart("controlnet_openpose", "lllyasviel/control_v11p_sd15_openpose", None, "controlnet",
-             "ControlNetModel: initialises the pose guider", required=False, loader_key="controlnet"),
-)  # fmt: skip
+    BasePart(
+        "controlnet_openpose",
+        "lllyasviel/control_v11p_sd15_openpose",
+        None,
+        "controlnet",
+        "ControlNetModel: initialises the pose guider",
+        required=False,
+        loader_key="controlnet",
+    ),
+)
 
 # Diffusers class each diffusers base part's config.json must describe (its defaults fill keys an old config omits).
-_BASE_CLASSES = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "motion_adapter": "MotionAdapter",
-                 "controlnet_openpose": "ControlNetModel"}  # fmt: skip
+_BASE_CLASSES = {
+    "unet": "UNet2DConditionModel",
+    "vae": "AutoencoderKL",
+    "motion_adapter": "MotionAdapter",
+    "controlnet_openpose": "ControlNetModel",
+}
 # The trained model folder (what `mmgt generate --model DIR` loads; written by MMGTPipeline.save_pretrained).
 MODEL_PARTS = ("mmgt.json", "stage1", "stage2", "encoders/stage1", "encoders/stage2")
 
@@ -137,8 +166,9 @@ def check_base_folder(folder: str | os.PathLike, preset: str = "sd15") -> list[P
     root, expect = _existing(folder), load_preset(preset)
     parts = {p.name: _Part(p.name, root / p.name, p.required, p.repository) for p in BASE_LAYOUT}
     configs = {p.name: _check_base_part(parts[p.name], p) for p in BASE_LAYOUT}
-    unet, vae, clip, motion, w2v, control = (configs[k] for k in ("unet", "vae", "image_encoder", "motion_adapter",
-                                                                  "wav2vec2", "controlnet_openpose"))  # fmt: skip
+    unet, vae, clip, motion, w2v, control = (
+        configs[k] for k in ("unet", "vae", "image_encoder", "motion_adapter", "wav2vec2", "controlnet_openpose")
+    )
     if unet and clip:
         _compare(parts, ("unet", "cross_attention_dim", unet), ("image_encoder", "projection_dim", clip), expect)
     if unet and motion:
@@ -146,15 +176,19 @@ def check_base_folder(folder: str | os.PathLike, preset: str = "sd15") -> list[P
     if unet and vae:
         _compare(parts, ("vae", "latent_channels", vae), ("unet", "in_channels", unet), expect)
     if control and vae:
-        embedding, latents = (2 ** (len(c) - 1) for c in (control["conditioning_embedding_out_channels"],
-                                                          vae["block_out_channels"]))  # fmt: skip
+        embedding, latents = (
+            2 ** (len(c) - 1) for c in (control["conditioning_embedding_out_channels"], vae["block_out_channels"])
+        )
         if embedding != latents:
-            parts["controlnet_openpose"].add("mismatched", f"its pose embedding downsamples by {embedding}, the VAE "
-                                                           f"by {latents}")  # fmt: skip
+            parts["controlnet_openpose"].add(
+                "mismatched", f"its pose embedding downsamples by {embedding}, the VAE by {latents}"
+            )
     pose_channels = expect["pose_guider"]["conditioning_channels"]  # rendered RGB pose frames
     if control and control["conditioning_channels"] != pose_channels:
-        parts["controlnet_openpose"].add("mismatched", f"conditioning_channels {control['conditioning_channels']}, "
-                                                       f"the pose images have {pose_channels}")  # fmt: skip
+        parts["controlnet_openpose"].add(
+            "mismatched",
+            f"conditioning_channels {control['conditioning_channels']}, the pose images have {pose_channels}",
+        )
     want = (expect["audio_projection"]["num_layers"], expect["audio_projection"]["input_dim"])
     if w2v and (w2v["num_layers"], w2v["dim"]) != want:
         got = f"{w2v['num_layers']} layers x {w2v['dim']}"
@@ -216,8 +250,11 @@ def base_folders(folder: str | os.PathLike) -> dict[str, str]:
         ModelFolderError: ``folder`` does not exist (the parts themselves are checked by the loader).
     """
     root = _existing(folder)
-    return {p.loader_key: str(root / p.name) for p in BASE_LAYOUT
-            if p.loader_key and (p.required or (root / p.name).is_dir())}  # fmt: skip
+    return {
+        p.loader_key: str(root / p.name)
+        for p in BASE_LAYOUT
+        if p.loader_key and (p.required or (root / p.name).is_dir())
+    }
 
 
 def summarize(parts: list[PartStatus]) -> str:
@@ -272,8 +309,9 @@ def _compare(parts: dict[str, _Part], a: tuple[str, str, dict], b: tuple[str, st
     blamed = [s for s in sides if values[s[0]] != expect[s[0]][s[1]]] or sides
     for name, key, _ in blamed:
         other_name, other_key, _ = b if name == a[0] else a
-        parts[name].add("mismatched", f"{key} {values[name]} does not match {other_name} {other_key} "
-                                      f"{values[other_name]}")  # fmt: skip
+        parts[name].add(
+            "mismatched", f"{key} {values[name]} does not match {other_name} {other_key} {values[other_name]}"
+        )
 
 
 def _diffusers_config(part: _Part, class_name: str) -> dict | None:
@@ -303,8 +341,11 @@ def _clip_config(part: _Part) -> dict | None:
         return None
     cfg = CLIPVisionConfig.from_pretrained(part.path, local_files_only=True)
     if raw["model_type"] == "clip" and raw.get("projection_dim", cfg.projection_dim) != cfg.projection_dim:
-        part.add("mismatched", f"vision_config.projection_dim {cfg.projection_dim} (what the vision model builds) "
-                               f"differs from the checkpoint's projection_dim {raw['projection_dim']}")  # fmt: skip
+        part.add(
+            "mismatched",
+            f"vision_config.projection_dim {cfg.projection_dim} (what the vision model builds) "
+            f"differs from the checkpoint's projection_dim {raw['projection_dim']}",
+        )
     part.info = f"CLIP vision {cfg.num_hidden_layers} layers x {cfg.hidden_size}, projection {cfg.projection_dim}"
     return {"projection_dim": cfg.projection_dim}
 
@@ -388,18 +429,38 @@ def _stage_mismatches(stage: int, cfg: dict[str, dict], recipe: dict) -> list[st
     else:
         proj, unet = cfg["audio_projection"], cfg["unet"]
         pairs = [
-            ("audio_projection num_layers x input_dim", (proj.get("num_layers"), proj.get("input_dim")),
-             "audio_features num_layers x dim", (recipe.get("num_layers"), recipe.get("dim"))),
-            ("unet cross_attention_dim", unet.get("cross_attention_dim"),
-             "image_encoder projection_dim", cfg["image_encoder"].get("projection_dim")),
-            ("reference_unet cross_attention_dim", cfg["reference_unet"].get("cross_attention_dim"),
-             "image_encoder projection_dim", cfg["image_encoder"].get("projection_dim")),
+            (
+                "audio_projection num_layers x input_dim",
+                (proj.get("num_layers"), proj.get("input_dim")),
+                "audio_features num_layers x dim",
+                (recipe.get("num_layers"), recipe.get("dim")),
+            ),
+            (
+                "unet cross_attention_dim",
+                unet.get("cross_attention_dim"),
+                "image_encoder projection_dim",
+                cfg["image_encoder"].get("projection_dim"),
+            ),
+            (
+                "reference_unet cross_attention_dim",
+                cfg["reference_unet"].get("cross_attention_dim"),
+                "image_encoder projection_dim",
+                cfg["image_encoder"].get("projection_dim"),
+            ),
             ("vae latent_channels", cfg["vae"].get("latent_channels"), "unet in_channels", unet.get("in_channels")),
-            ("pose_guider out_channels", cfg["pose_guider"].get("out_channels"),
-             "unet block_out_channels[0]", (unet.get("block_out_channels") or [None])[0]),
-            ("audio_adapter audio_dim", cfg["audio_adapter"].get("audio_dim"),
-             "audio_projection output_dim", proj.get("output_dim")),
-        ]  # fmt: skip
+            (
+                "pose_guider out_channels",
+                cfg["pose_guider"].get("out_channels"),
+                "unet block_out_channels[0]",
+                (unet.get("block_out_channels") or [None])[0],
+            ),
+            (
+                "audio_adapter audio_dim",
+                cfg["audio_adapter"].get("audio_dim"),
+                "audio_projection output_dim",
+                proj.get("output_dim"),
+            ),
+        ]
     return [f"{a} {_fmt(va)} does not match {b} {_fmt(vb)}" for a, va, b, vb in pairs if va != vb]
 
 
@@ -471,8 +532,11 @@ def _weights_problem(path: Path) -> str | None:
             length = int.from_bytes(head, "little")
             try:
                 header = json.loads(f.read(length)) if 8 + length <= size else None
-                end = 8 + length + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                                       default=0)  # fmt: skip
+                end = (
+                    8
+                    + length
+                    + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                )
             except (ValueError, KeyError, TypeError, AttributeError):
                 return f"{path.name} is not a safetensors file"
             if end != size:

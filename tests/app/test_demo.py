@@ -31,8 +31,22 @@ def test_missing_demo_says_how_to_rebuild_it(tmp_path):
 def test_demo_speaks_given_audio_keeps_the_identity(tmp_path, capsys):
     audio = demo_speech(tmp_path / "speech.wav", 1.2, seed=3)
     out, inter = tmp_path / "demo.mp4", tmp_path / "inter"
-    code = main(["demo", "--audio", str(audio), "-o", str(out), "--steps", "8", "--pose-steps", "10",
-                 "--save-intermediates", str(inter), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "demo",
+            "--audio",
+            str(audio),
+            "-o",
+            str(out),
+            "--steps",
+            "8",
+            "--pose-steps",
+            "10",
+            "--save-intermediates",
+            str(inter),
+            "--quiet",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and f"{out}: 30 frames (1.20 s) with audio" in printed
     assert "demo_preview.mp4" in printed and probe_video(tmp_path / "demo_preview.mp4").width == 4 * 128

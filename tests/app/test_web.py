@@ -67,8 +67,19 @@ def job_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def job(pipe, files, job_root) -> JobOutputs:
-    return run_job(pipe, files["image"], files["audio"], steps=2, guidance=3.5, seed=0, max_seconds=60,
-                   max_image_mb=20, output_root=job_root, pose_steps=2, progress=False)  # fmt: skip
+    return run_job(
+        pipe,
+        files["image"],
+        files["audio"],
+        steps=2,
+        guidance=3.5,
+        seed=0,
+        max_seconds=60,
+        max_image_mb=20,
+        output_root=job_root,
+        pose_steps=2,
+        progress=False,
+    )
 
 
 def _free_port() -> int:
@@ -161,8 +172,20 @@ def test_build_app_has_the_inputs_and_outputs(gr, pipe, tmp_path):
     root = tmp_path / "jobs"
     demo = build_app(pipe, max_seconds=30, output_root=root)
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
-    expected = {"mmgt-image", "mmgt-audio", "mmgt-steps", "mmgt-guidance", "mmgt-seed", "mmgt-generate", "mmgt-video",
-                "mmgt-preview", "mmgt-pose", "mmgt-mask-lips", "mmgt-mask-face_hands", "mmgt-mask-hands"}  # fmt: skip
+    expected = {
+        "mmgt-image",
+        "mmgt-audio",
+        "mmgt-steps",
+        "mmgt-guidance",
+        "mmgt-seed",
+        "mmgt-generate",
+        "mmgt-video",
+        "mmgt-preview",
+        "mmgt-pose",
+        "mmgt-mask-lips",
+        "mmgt-mask-face_hands",
+        "mmgt-mask-hands",
+    }
     assert expected <= ids
     steps = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "mmgt-steps")
     assert steps.value == pipe.config["steps"]

@@ -25,8 +25,14 @@ def save_tiny_wavlm(folder: Path, num_hidden_layers: int = 2) -> Path:
     from transformers import WavLMConfig, WavLMModel
 
     torch.manual_seed(0)
-    config = WavLMConfig(num_hidden_layers=num_hidden_layers, feat_extract_norm="layer", do_stable_layer_norm=True,
-                         num_buckets=16, max_bucket_distance=32, **TINY)  # fmt: skip
+    config = WavLMConfig(
+        num_hidden_layers=num_hidden_layers,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        num_buckets=16,
+        max_bucket_distance=32,
+        **TINY,
+    )
     WavLMModel(config).save_pretrained(folder)
     return folder
 

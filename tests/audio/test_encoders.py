@@ -102,7 +102,11 @@ def test_config_dict_is_json_and_describes_the_recipe(tiny_wavlm, tiny_wav2vec2)
     cfg = json.loads(json.dumps(enc.config_dict()))
     assert cfg["folder"] == "wavlm" and cfg["model_type"] == "wavlm"
     assert (cfg["layers"], cfg["interpolate"], cfg["hidden_size"], cfg["num_layers"]) == (
-        "all", "before_transformer", 32, 2)  # fmt: skip
+        "all",
+        "before_transformer",
+        32,
+        2,
+    )
     other = SpeechEncoder.from_pretrained(tiny_wav2vec2).config_dict()
     assert other["fingerprint"] != cfg["fingerprint"]
 

@@ -38,13 +38,16 @@ def test_stack_context_clamps_at_edges():
     x = np.arange(5, dtype=np.float32)[:, None] * 10  # frame k holds 10 k
     out = stack_context(x, margin=2)
     assert out.shape == (5, 5, 1)
-    np.testing.assert_array_equal(out[..., 0], [
-        [0, 0, 0, 10, 20],
-        [0, 0, 10, 20, 30],
-        [0, 10, 20, 30, 40],
-        [10, 20, 30, 40, 40],
-        [20, 30, 40, 40, 40],
-    ])  # fmt: skip
+    np.testing.assert_array_equal(
+        out[..., 0],
+        [
+            [0, 0, 0, 10, 20],
+            [0, 0, 10, 20, 30],
+            [0, 10, 20, 30, 40],
+            [10, 20, 30, 40, 40],
+            [20, 30, 40, 40, 40],
+        ],
+    )
     np.testing.assert_array_equal(out[:, 2], x)  # the centre is the frame itself
 
 

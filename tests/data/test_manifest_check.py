@@ -31,8 +31,18 @@ def _dataset(tmp_path, n=3):
     for i in range(n):
         frames, wave, pose = _clip()
         split = ("train", "val", "test")[i % 3]
-        records.append(write_clip(tmp_path, f"c{i}", frames=frames, wave=wave, sample_rate=16000, pose=pose,
-                                  split=split, speaker=f"s{i % 2}"))  # fmt: skip
+        records.append(
+            write_clip(
+                tmp_path,
+                f"c{i}",
+                frames=frames,
+                wave=wave,
+                sample_rate=16000,
+                pose=pose,
+                split=split,
+                speaker=f"s{i % 2}",
+            )
+        )
     write_manifest(tmp_path, records)
     return records
 

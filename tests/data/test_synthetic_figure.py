@@ -18,8 +18,9 @@ FLAT = Appearance(background=(200, 210, 220), background_pattern="flat")
 
 def _mouth_poses(size: int):
     """Two frames of the rest pose: mouth closed (envelope 0) and fully open (envelope 1)."""
-    drive = AudioDrive(np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0], np.float32), *(np.zeros(0, np.int64),) * 2,
-                       *(np.zeros(0),) * 2)  # fmt: skip
+    drive = AudioDrive(
+        np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0], np.float32), *(np.zeros(0, np.int64),) * 2, *(np.zeros(0),) * 2
+    )
     plan = MotionPlan([], [], [], {k: np.zeros(6) for k in NOISE_CURVES}, (0.3, 0.3))
     pose = pose_from_plan(drive, plan, BodyShape(), size)
     return pose[1], pose[4]  # away from the smoothing edges

@@ -63,8 +63,9 @@ def test_stress_is_louder_and_longer_and_pauses_are_silent():
     gaps = np.array([b.onset_s - a.offset_s for a, b in zip(syl, syl[1:])])
     assert gaps.min() >= 0.0 and (gaps >= 0.3).sum() >= 1  # phrase pauses exist
     # Energy lives in the vowels: the middle of a long pause is > 30 dB quieter than the vowels.
-    vowel_rms = np.sqrt(np.mean(np.concatenate([clip.wave[int(s.vowel_onset_s * SR) : int(s.offset_s * SR)]
-                                                for s in syl]) ** 2))  # fmt: skip
+    vowel_rms = np.sqrt(
+        np.mean(np.concatenate([clip.wave[int(s.vowel_onset_s * SR) : int(s.offset_s * SR)] for s in syl]) ** 2)
+    )
     i = int(np.argmax(gaps))
     mid = 0.5 * (syl[i].offset_s + syl[i + 1].onset_s)
     pause = clip.wave[int((mid - 0.05) * SR) : int((mid + 0.05) * SR)]
@@ -74,8 +75,10 @@ def test_stress_is_louder_and_longer_and_pauses_are_silent():
 def test_voice_pitch_follows_the_voice():
     for name, lo, hi in (("low_slow", 80, 135), ("high_fast", 190, 320)):
         clip = synthesize_speech(3.0, np.random.default_rng(2), VOICES[name])
-        f0s = [_f0(clip.wave[int(s.vowel_onset_s * SR) + 200 : int(s.vowel_onset_s * SR) + 1000])
-               for s in clip.syllables[:-1]]  # fmt: skip
+        f0s = [
+            _f0(clip.wave[int(s.vowel_onset_s * SR) + 200 : int(s.vowel_onset_s * SR) + 1000])
+            for s in clip.syllables[:-1]
+        ]
         assert lo < np.median(f0s) < hi, (name, np.median(f0s))
 
 

@@ -63,10 +63,12 @@ def test_splits_and_seeds():
 
 def test_dataset_is_byte_identical_across_runs_and_worker_counts(tmp_path):
     manifest = pytest.importorskip("mmgt.data.manifest")
-    a = write_synthetic_dataset(tmp_path / "a", clips=2, seconds=0.8, size=64, seed=5, identities=2, workers=1,
-                                progress=False)  # fmt: skip
-    b = write_synthetic_dataset(tmp_path / "b", clips=2, seconds=0.8, size=64, seed=5, identities=2, workers=2,
-                                progress=False)  # fmt: skip
+    a = write_synthetic_dataset(
+        tmp_path / "a", clips=2, seconds=0.8, size=64, seed=5, identities=2, workers=1, progress=False
+    )
+    b = write_synthetic_dataset(
+        tmp_path / "b", clips=2, seconds=0.8, size=64, seed=5, identities=2, workers=2, progress=False
+    )
     assert [r.id for r in a] == ["synth_00000", "synth_00001"]
     assert [r.split for r in a] == ["test", "train"] and [r.speaker for r in a] == ["speaker00", "speaker01"]
     for ra, rb in zip(a, b):
@@ -83,8 +85,9 @@ def test_dataset_is_byte_identical_across_runs_and_worker_counts(tmp_path):
     from mmgt.contracts import PoseSequence
 
     clip = generate_clip(records[1].meta["seed"], 0.8, 64, make_identities(2, seed=5)[1])
-    np.testing.assert_array_equal(PoseSequence.load(records[1].path(tmp_path / "a", "keypoints")).keypoints,
-                                  clip.pose.keypoints)  # fmt: skip
+    np.testing.assert_array_equal(
+        PoseSequence.load(records[1].path(tmp_path / "a", "keypoints")).keypoints, clip.pose.keypoints
+    )
 
 
 def test_bad_arguments(tmp_path):
@@ -100,8 +103,24 @@ def test_cli_synth(tmp_path, capsys):
 
     parser = argparse.ArgumentParser(prog="mmgt")
     synth.register(parser.add_subparsers())
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "ds"), "--clips", "1", "--seconds", "0.4", "--size",
-                              "64", "--seed", "2", "--identities", "1", "--quiet"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "ds"),
+            "--clips",
+            "1",
+            "--seconds",
+            "0.4",
+            "--size",
+            "64",
+            "--seed",
+            "2",
+            "--identities",
+            "1",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("wrote 1 clips (0 train / 0 val / 1 test) of 0.4 s at 64px") and out.endswith(" s")

@@ -27,11 +27,13 @@ def test_ssim_matches_skimage():
     rng = np.random.default_rng(0)
     target = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
     noisy = np.clip(target + rng.normal(0, 20, target.shape), 0, 255).astype(np.uint8)
-    expected = metrics.structural_similarity(noisy, target, data_range=255, channel_axis=-1, gaussian_weights=True,
-                                             sigma=1.5, use_sample_covariance=False)  # fmt: skip
+    expected = metrics.structural_similarity(
+        noisy, target, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(noisy, target) == pytest.approx(expected, abs=1e-10)
-    gray = metrics.structural_similarity(noisy[..., 0], target[..., 0], data_range=255, gaussian_weights=True,
-                                         sigma=1.5, use_sample_covariance=False)  # fmt: skip
+    gray = metrics.structural_similarity(
+        noisy[..., 0], target[..., 0], data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(noisy[..., 0], target[..., 0]) == pytest.approx(gray, abs=1e-10)
     # A video is the mean of its frames.
     video = ssim(np.stack([noisy, target]), np.stack([target, target]))

@@ -45,7 +45,7 @@ def _draw(opening: float) -> np.ndarray:
 def _poses(keypoints: list[np.ndarray]) -> PoseSequence:
     kp = np.stack(keypoints)
     scores = np.zeros(kp.shape[:2], np.float32)
-    scores[:, FACE_OFFSET:FACE_OFFSET + 68] = 1.0  # fmt: skip
+    scores[:, FACE_OFFSET : FACE_OFFSET + 68] = 1.0
     return PoseSequence(kp, scores, SIZE, SIZE)
 
 

@@ -99,7 +99,7 @@ def test_reader_attends_to_own_and_reference_tokens_per_frame(attn):
         x,
         mmgt=AttnInputs(
             mode="read", reference_features={NAME: reference * torch.tensor([[[2.0]], [[1.0]]])}, num_frames=frames
-        ),  # fmt: skip
+        ),
     )
     differs = (changed != out).flatten(1).any(1)
     assert differs.tolist() == [True] * frames + [False] * frames
@@ -128,7 +128,7 @@ def test_cfg_batch_tiles_a_shared_reference_as_whole_groups(attn):
         x,
         mmgt=AttnInputs(
             mode="read", reference_features={NAME: torch.cat([reference, reference])}, num_frames=frames
-        ),  # fmt: skip
+        ),
     )
     assert torch.equal(shared, doubled)
     with pytest.raises(MmgtError, match=rf"reference features of {NAME} has batch 3, .* UNet batch 4"):

@@ -59,8 +59,14 @@ def test_windows_chain_from_the_previous_last_frame(pipe, monkeypatch):
 
 def test_seeded_determinism_and_save_load_identity(pipe, tmp_path):
     def run(p):
-        return p(_wave(0.7), 16000, _reference(), num_inference_steps=3, generator=torch.Generator().manual_seed(5),
-                 progress=False).keypoints  # fmt: skip
+        return p(
+            _wave(0.7),
+            16000,
+            _reference(),
+            num_inference_steps=3,
+            generator=torch.Generator().manual_seed(5),
+            progress=False,
+        ).keypoints
 
     first = run(pipe)
     assert np.array_equal(first, run(pipe))

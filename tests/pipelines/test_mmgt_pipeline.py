@@ -71,8 +71,15 @@ def test_streaming_gives_the_same_frames_and_a_pose_callback(pipe, speaker):
     image, pose = speaker
     chunks, seen = [], {}
     full = pipe(image, _speech(0.6), reference_pose=pose, **FAST).frames
-    out = pipe(image, _speech(0.6), reference_pose=pose, frame_callback=chunks.append,
-               pose_callback=lambda p, ref: seen.update(poses=p, ref=ref), return_masks=False, **FAST)  # fmt: skip
+    out = pipe(
+        image,
+        _speech(0.6),
+        reference_pose=pose,
+        frame_callback=chunks.append,
+        pose_callback=lambda p, ref: seen.update(poses=p, ref=ref),
+        return_masks=False,
+        **FAST,
+    )
     assert out.frames is None and out.masks is None
     np.testing.assert_array_equal(np.concatenate(chunks), full)
     assert seen["poses"].num_frames == 15 and seen["ref"].shape == (SIZE, SIZE, 3)
@@ -147,12 +154,38 @@ def test_weights_assemble_combines_two_stage_exports(pipe, tmp_path, capsys):
 
     pipe.stage1.save_pretrained(tmp_path / "s1")
     pipe.stage2.save_pretrained(tmp_path / "s2")
-    code = main(["weights", "assemble", "--stage1", str(tmp_path / "s1"), "--stage2", str(tmp_path / "s2"),
-                 "--size", "32", "--steps", "7", "-o", str(tmp_path / "model")])  # fmt: skip
+    code = main(
+        [
+            "weights",
+            "assemble",
+            "--stage1",
+            str(tmp_path / "s1"),
+            "--stage2",
+            str(tmp_path / "s2"),
+            "--size",
+            "32",
+            "--steps",
+            "7",
+            "-o",
+            str(tmp_path / "model"),
+        ]
+    )
     assert code == 0 and "model folder written" in capsys.readouterr().out
     loaded = MMGTPipeline.from_pretrained(tmp_path / "model")
     assert (loaded.config["size"], loaded.config["steps"], loaded.config["pose_steps"]) == (32, 7, 50)
-    code = main(["weights", "assemble", "--stage1", str(tmp_path / "s2" / "vae"), "--stage2", str(tmp_path / "s2"),
-                 "--size", "32", "-o", str(tmp_path / "bad")])  # fmt: skip
+    code = main(
+        [
+            "weights",
+            "assemble",
+            "--stage1",
+            str(tmp_path / "s2" / "vae"),
+            "--stage2",
+            str(tmp_path / "s2"),
+            "--size",
+            "32",
+            "-o",
+            str(tmp_path / "bad"),
+        ]
+    )
     assert code == 1 and "not an exported pipeline folder" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

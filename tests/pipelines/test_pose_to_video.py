@@ -116,8 +116,10 @@ def test_pose_mouth_false_shows_the_pose_guider_no_mouth_dots_and_is_saved(train
     finally:
         trained.register_to_config(pose_mouth=True)
         hook.remove()
-    want = {mouth: torch.from_numpy(render_pose_sequence(_poses(5), mouth=mouth)).permute(0, 3, 1, 2) / 255.0
-            for mouth in (True, False)}  # fmt: skip
+    want = {
+        mouth: torch.from_numpy(render_pose_sequence(_poses(5), mouth=mouth)).permute(0, 3, 1, 2) / 255.0
+        for mouth in (True, False)
+    }
     assert len(seen) == 2 and not torch.equal(want[True], want[False])
     torch.testing.assert_close(seen[0], want[True])
     torch.testing.assert_close(seen[1], want[False])
@@ -168,9 +170,17 @@ def test_wav2vec2_features_through_an_attached_encoder(tmp_path):
     from mmgt.audio.encoders import SpeechEncoder
 
     torch.manual_seed(1)  # a tiny random wav2vec2 (3 layers x 32), built from config
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),
-                            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)  # fmt: skip
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 8, 8),
+        conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    )
     Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
     encoder = SpeechEncoder.from_pretrained(tmp_path / "w2v", layers="all", interpolate="before_transformer")
     spec = feature_spec(encoder, stage=2)
@@ -267,12 +277,14 @@ def test_window_conditions_are_cached_within_the_budget(trained, monkeypatch):
     calls = []
     real = trained.prepare_window
     monkeypatch.setattr(trained, "prepare_window", lambda *a: calls.append(a[1]) or real(*a))
-    cached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent",
-                  condition_cache_mb=64)  # fmt: skip
+    cached = _run(
+        trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent", condition_cache_mb=64
+    )
     assert calls == [list(range(0, 6)), list(range(4, 10))]  # once per window, not once per step
     calls.clear()
-    uncached = _run(trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent",
-                    condition_cache_mb=0)  # fmt: skip
+    uncached = _run(
+        trained, 10, window_frames=6, overlap=2, closed_loop=False, output_type="latent", condition_cache_mb=0
+    )
     assert len(calls) == 2 * STEPS
     torch.testing.assert_close(uncached, cached, rtol=0, atol=0)
     one_fits = cached_window_bytes(trained) * 1.5 / 2**20  # room for one window, not both: nothing is cached
@@ -382,10 +394,23 @@ def test_cli_writes_one_frame_per_pose_with_audio(trained, tmp_path, capsys):
     save_audio(tmp_path / "speech.wav", _wave(5))  # shorter than the poses: padded with silence
     parser = argparse.ArgumentParser()
     pose2video.register(parser.add_subparsers())
-    common = ["--model", str(tmp_path / "model"), "--image", str(tmp_path / "ref.png"), "--pose",
-              str(tmp_path / "poses.npz"), "--steps", "1", "--window", "4", "--overlap", "1"]  # fmt: skip
-    args = parser.parse_args(["pose2video", *common, "--audio", str(tmp_path / "speech.wav"), "-o",
-                              str(tmp_path / "out.mp4")])  # fmt: skip
+    common = [
+        "--model",
+        str(tmp_path / "model"),
+        "--image",
+        str(tmp_path / "ref.png"),
+        "--pose",
+        str(tmp_path / "poses.npz"),
+        "--steps",
+        "1",
+        "--window",
+        "4",
+        "--overlap",
+        "1",
+    ]
+    args = parser.parse_args(
+        ["pose2video", *common, "--audio", str(tmp_path / "speech.wav"), "-o", str(tmp_path / "out.mp4")]
+    )
     assert args.func(args) == 0
     info = probe_video(tmp_path / "out.mp4")
     assert (info.num_frames, info.width, info.height, info.fps) == (7, SIZE, SIZE, 25.0)

@@ -113,9 +113,28 @@ def _pose33() -> np.ndarray:
 def test_mediapipe_body_and_feet_mapping():
     kp, sc = from_mediapipe_holistic(_pose33(), None, None, None, width=1000, height=2000)
     expected = {  # mmgt index -> mediapipe pose index
-        0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28, 11: 23, 12: 25, 13: 27,
-        14: 5, 15: 2, 16: 8, 17: 7, FEET[0]: 31, FEET[2]: 29, FEET[3]: 32, FEET[5]: 30,
-    }  # fmt: skip
+        0: 0,
+        2: 12,
+        3: 14,
+        4: 16,
+        5: 11,
+        6: 13,
+        7: 15,
+        8: 24,
+        9: 26,
+        10: 28,
+        11: 23,
+        12: 25,
+        13: 27,
+        14: 5,
+        15: 2,
+        16: 8,
+        17: 7,
+        FEET[0]: 31,
+        FEET[2]: 29,
+        FEET[3]: 32,
+        FEET[5]: 30,
+    }
     for ours, mp_index in expected.items():
         np.testing.assert_allclose(kp[0, ours], [mp_index * 10, 1000 + 2 * mp_index], rtol=1e-5)
         assert sc[0, ours] == pytest.approx(0.5 + mp_index / 100)

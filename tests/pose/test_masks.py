@@ -212,16 +212,20 @@ def test_small_kernels_use_the_sigma_formula_not_opencvs_fixed_tables():
 
 
 def test_min_max_peaks_at_one_for_a_non_empty_region():
-    pose = make_pose({**spread(LIPS, 203.3, 151.7, 251.2, 190.4), **spread(LEFT_HAND, 20.6, 300.2, 97.1, 400.9)},
-                     width=512, height=512)  # fmt: skip
+    pose = make_pose(
+        {**spread(LIPS, 203.3, 151.7, 251.2, 190.4), **spread(LEFT_HAND, 20.6, 300.2, 97.1, 400.9)},
+        width=512,
+        height=512,
+    )
     level0 = branch_masks(pose, 512, 512)[0]
     for channel in (1, 2):
         assert level0[:, channel].max() == 1.0 and level0[:, channel].min() == 0.0
 
 
 def test_coarser_levels_are_exact_2x2_averages():
-    pose = make_pose({**spread(FACE, 180, 100, 330, 260), **spread(RIGHT_HAND, 40, 300, 120, 420)},
-                     width=512, height=512)  # fmt: skip
+    pose = make_pose(
+        {**spread(FACE, 180, 100, 330, 260), **spread(RIGHT_HAND, 40, 300, 120, 420)}, width=512, height=512
+    )
     levels = branch_masks(pose, 512, 512)
     for fine, coarse in zip(levels, levels[1:]):
         f, r, h, w = fine.shape

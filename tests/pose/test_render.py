@@ -54,8 +54,12 @@ def test_invisible_endpoint_draws_no_limb():
 
 def test_legs_and_feet_are_never_drawn():
     hip, knee, ankle = BODY_INDEX["right_hip"], BODY_INDEX["right_knee"], BODY_INDEX["right_ankle"]
-    points = {hip: (200, 300), knee: (200, 400), ankle: (200, 480), **{i: (300 + 10 * k, 470) for k, i in
-                                                                         enumerate(FEET)}}  # fmt: skip
+    points = {
+        hip: (200, 300),
+        knee: (200, 400),
+        ankle: (200, 480),
+        **{i: (300 + 10 * k, 470) for k, i in enumerate(FEET)},
+    }
     image = render_pose(*arrays(points), 512, 512)
     assert px(image, 200, 300) == [0, 255, 170]  # the hip joint (OpenPose colour 8) is drawn
     assert not image[310:].any()  # but nothing below it: no thigh, shin, knee, ankle or feet

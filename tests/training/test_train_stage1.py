@@ -11,14 +11,25 @@ from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.training.common import latest_checkpoint
 from mmgt.training.train_stage1 import main
 
-TINY = ["model.overrides.hidden_dim=32", "model.overrides.num_layers=1", "model.overrides.num_heads=2",
-        "model.overrides.ff_dim=64", "data.window_frames=16", "batch_size=4", "log_every=1",
-        "checkpoint_every=2", "validation.every=0", "optim.warmup_steps=2"]  # fmt: skip
+TINY = [
+    "model.overrides.hidden_dim=32",
+    "model.overrides.num_layers=1",
+    "model.overrides.num_heads=2",
+    "model.overrides.ff_dim=64",
+    "data.window_frames=16",
+    "batch_size=4",
+    "log_every=1",
+    "checkpoint_every=2",
+    "validation.every=0",
+    "optim.warmup_steps=2",
+]
 
 
 def _cfg(root, out, name, steps, extra=()):
-    return load_config(Stage1Train, overrides=[*TINY, f"data.root={root}", f"output_root={out}", f"name={name}",
-                                               f"max_steps={steps}", *extra])  # fmt: skip
+    return load_config(
+        Stage1Train,
+        overrides=[*TINY, f"data.root={root}", f"output_root={out}", f"name={name}", f"max_steps={steps}", *extra],
+    )
 
 
 def _losses(run_dir):

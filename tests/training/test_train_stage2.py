@@ -32,15 +32,25 @@ from mmgt.training.train_stage2 import (
     video_step_components,
 )
 
-TINY = ["data.size=64", "data.min_gap=5", "data.samples_per_clip=2", "log_every=1", "checkpoint_every=1",
-        "validation.every=0", "optim.lr=1e-4"]  # fmt: skip
+TINY = [
+    "data.size=64",
+    "data.min_gap=5",
+    "data.samples_per_clip=2",
+    "log_every=1",
+    "checkpoint_every=1",
+    "validation.every=0",
+    "optim.lr=1e-4",
+]
 MEL_SPEC = {"num_layers": 1, "dim": 81}
 
 
 def _cfg(root, out, step, name, steps, extra=()):
     path = f"configs/stage2/tiny_{step}.yaml"
-    return load_config(Stage2Train, path, [*TINY, f"data.root={root}", f"output_root={out}", f"name={name}",
-                                           f"max_steps={steps}", *extra])  # fmt: skip
+    return load_config(
+        Stage2Train,
+        path,
+        [*TINY, f"data.root={root}", f"output_root={out}", f"name={name}", f"max_steps={steps}", *extra],
+    )
 
 
 def _losses(run_dir):
@@ -107,16 +117,24 @@ def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_
     # Checkpoint motion-module export == the final UNet's motion modules.
     from diffusers import MotionAdapter
 
-    adapter = MotionAdapter.from_pretrained(out / "stage2" / "straight" / "checkpoints" / "step-0000002" /
-                                            "motion_adapter")  # fmt: skip
+    adapter = MotionAdapter.from_pretrained(
+        out / "stage2" / "straight" / "checkpoints" / "step-0000002" / "motion_adapter"
+    )
     unet_state = pipe.unet.state_dict()
     assert all(torch.equal(v, unet_state[k]) for k, v in adapter.state_dict().items())
     # ... and it generates.
     rec = read_manifest(synth_dataset, "train")[0]
     poses = PoseSequence.load(rec.path(synth_dataset, "keypoints"))[:3]
     ref = np.full((64, 64, 3), 128, np.uint8)
-    frames = pipe(ref, poses, audio=np.zeros(16000 * 3 // 25, np.float32), height=64, width=64,
-                  num_inference_steps=2, progress=False).frames  # fmt: skip
+    frames = pipe(
+        ref,
+        poses,
+        audio=np.zeros(16000 * 3 // 25, np.float32),
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        progress=False,
+    ).frames
     assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
 
 
@@ -125,8 +143,9 @@ def _video_parts(seed: int = 0):
     parts = build_components("tiny")
     parts["motion_adapter_obj"] = parts["motion_adapter"]
     parts["unet"] = build_denoising_unet(parts["unet"], parts["motion_adapter"])
-    parts["audio_projection"] = AudioProjection(seq_len=5, num_layers=1, input_dim=81, intermediate_dim=16,
-                                                output_dim=64, num_tokens=4)  # fmt: skip
+    parts["audio_projection"] = AudioProjection(
+        seq_len=5, num_layers=1, input_dim=81, intermediate_dim=16, output_dim=64, num_tokens=4
+    )
     return parts
 
 
@@ -211,8 +230,9 @@ def _count_forwards(module, calls: list, tag: int) -> None:
 def test_gradient_checkpointing_changes_nothing():
     results = []
     for flag in (False, True):
-        cfg = load_config(Stage2Train, overrides=["step=video", f"gradient_checkpointing={flag}",
-                                                  "objective.image_drop_prob=0.3"])  # fmt: skip
+        cfg = load_config(
+            Stage2Train, overrides=["step=video", f"gradient_checkpointing={flag}", "objective.image_drop_prob=0.3"]
+        )
         # With generator seed 1 the dropout draws are (0.19, 0.42): sample 0 dropped, sample 1 kept (both paths).
         trainee = build_trainee(cfg, _video_parts())
         _nonzero_adapters(trainee)
@@ -220,8 +240,14 @@ def test_gradient_checkpointing_changes_nothing():
         calls = []
         _count_forwards(trainee.unet.up_blocks[-1].resnets[0], calls, 1)
         _count_forwards(trainee.reference_unet.up_blocks[0].resnets[0], calls, 2)
-        losses = stage2_loss(trainee, make_stage2_scheduler(), _video_inputs(), torch.Generator().manual_seed(1),
-                             cfg, torch.device("cpu"))  # fmt: skip
+        losses = stage2_loss(
+            trainee,
+            make_stage2_scheduler(),
+            _video_inputs(),
+            torch.Generator().manual_seed(1),
+            cfg,
+            torch.device("cpu"),
+        )
         losses["loss"].backward()
         grads = {n: p.grad.clone() for n, p in trainee.named_parameters() if p.requires_grad}
         results.append((losses["loss"].item(), grads, calls.count(1), calls.count(2)))
@@ -245,11 +271,24 @@ def test_condition_dropout_removes_exactly_the_dropped_conditions():
 
     def run(inputs, keep_image, keep_audio):
         keep_image, keep_audio = torch.tensor(keep_image), torch.tensor(keep_audio)
-        return trainee(noisy, t, inputs["ref_latents"], inputs["clip_embeds"], keep_image, inputs["pose_images"],
-                       inputs["audio"], keep_audio, inputs["region_masks"])  # fmt: skip
+        return trainee(
+            noisy,
+            t,
+            inputs["ref_latents"],
+            inputs["clip_embeds"],
+            keep_image,
+            inputs["pose_images"],
+            inputs["audio"],
+            keep_audio,
+            inputs["region_masks"],
+        )
 
-    other = {**x, "ref_latents": torch.randn(2, 4, 8, 8), "clip_embeds": torch.randn(2, 1, 64),
-             "audio": torch.randn(2, 3, 5, 1, 81)}  # fmt: skip
+    other = {
+        **x,
+        "ref_latents": torch.randn(2, 4, 8, 8),
+        "clip_embeds": torch.randn(2, 1, 64),
+        "audio": torch.randn(2, 3, 5, 1, 81),
+    }
     both = run(x, [True, False], [True, False])
     # Sample 1 dropped image and audio: its prediction ignores its reference, CLIP and audio entirely...
     torch.testing.assert_close(both[1], run(other, [True, False], [True, False])[1], rtol=0, atol=0)

@@ -15,8 +15,17 @@ from mmgt.errors import MmgtError
 from mmgt.training.common import latest_checkpoint
 from mmgt.training.train_vae import FrameSource, latent_scaling_factor, main, reconstruction_psnr, to_pixels
 
-TINY = ["batch_size=2", "data.size=64", "log_every=1", "checkpoint_every=2", "validation.every=2",
-        "validation.num_frames=3", "scaling_frames=4", "optim.warmup_steps=1", "optim.lr=1e-3"]  # fmt: skip
+TINY = [
+    "batch_size=2",
+    "data.size=64",
+    "log_every=1",
+    "checkpoint_every=2",
+    "validation.every=2",
+    "validation.num_frames=3",
+    "scaling_frames=4",
+    "optim.warmup_steps=1",
+    "optim.lr=1e-3",
+]
 
 
 def _split(root) -> str:
@@ -25,8 +34,19 @@ def _split(root) -> str:
 
 
 def _cfg(root, out, name, steps, extra=()):
-    return load_config(VaeTrain, "configs/vae/tiny.yaml", [*TINY, f"data.root={root}", f"output_root={out}",
-                       f"name={name}", f"max_steps={steps}", f"validation.split={_split(root)}", *extra])  # fmt: skip
+    return load_config(
+        VaeTrain,
+        "configs/vae/tiny.yaml",
+        [
+            *TINY,
+            f"data.root={root}",
+            f"output_root={out}",
+            f"name={name}",
+            f"max_steps={steps}",
+            f"validation.split={_split(root)}",
+            *extra,
+        ],
+    )
 
 
 def _csv(path):

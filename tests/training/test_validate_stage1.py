@@ -18,8 +18,15 @@ from mmgt.training.validate_stage1 import generate_for_clips, score_conditions
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    model = GestureDenoiser.from_preset("tiny", hidden_dim=32, num_layers=1, num_heads=2, ff_dim=64,
-                                        audio_dim=stage1_feature_dim(None), window_frames=16).eval()  # fmt: skip
+    model = GestureDenoiser.from_preset(
+        "tiny",
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        ff_dim=64,
+        audio_dim=stage1_feature_dim(None),
+        window_frames=16,
+    ).eval()
     path = tmp_path_factory.mktemp("s1") / "model"
     AudioToPosePipeline(model, make_stage1_scheduler(), feature_spec(None)).save_pretrained(path)
     return path
@@ -45,8 +52,21 @@ def test_eval_cli_prints_a_table_and_writes_json(synth_dataset, model_dir, tmp_p
     from mmgt.cli import main
 
     out = tmp_path / "m.json"
-    argv = ["eval", "stage1", "--model", str(model_dir), "--data", str(synth_dataset), "--steps", "2",
-            "--conditions", "model", "other_audio", "-o", str(out)]  # fmt: skip
+    argv = [
+        "eval",
+        "stage1",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(synth_dataset),
+        "--steps",
+        "2",
+        "--conditions",
+        "model",
+        "other_audio",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "| model |" in table and "| other_audio |" in table and "lip_sync" in table

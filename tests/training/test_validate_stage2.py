@@ -13,8 +13,9 @@ FRAMES = 12
 
 
 def test_scores_each_condition_against_the_real_frames_and_writes_side_by_sides(synth_dataset, tmp_path):
-    result = evaluate_stage2(tiny_stage2(), synth_dataset, "test", num_frames=FRAMES, size=64, num_inference_steps=2,
-                             videos_dir=tmp_path)  # fmt: skip
+    result = evaluate_stage2(
+        tiny_stage2(), synth_dataset, "test", num_frames=FRAMES, size=64, num_inference_steps=2, videos_dir=tmp_path
+    )
     clips = [r.id for r in read_manifest(synth_dataset, "test")]
     assert result["clips"] == clips
     # The real frames of the synthetic world open the mouth with the loudness: the ceiling of the mouth measure.

@@ -40,8 +40,9 @@ def demo_assets(root: str | os.PathLike = DEMO_DIR) -> DemoAssets:
     assets = DemoAssets(root / "model", root / "speaker.png", root / "speaker.npz")
     missing = [p.name for p in (assets.model / "mmgt.json", assets.image, assets.pose) if not p.is_file()]
     if missing:
-        raise ModelFolderError(f"bundled demo incomplete in {root} (missing {', '.join(missing)}); rebuild it with "
-                               "`make demo-weights`")  # fmt: skip
+        raise ModelFolderError(
+            f"bundled demo incomplete in {root} (missing {', '.join(missing)}); rebuild it with `make demo-weights`"
+        )
     return assets
 
 

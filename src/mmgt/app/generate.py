@@ -134,18 +134,31 @@ def generate_files(
         state["done"] += len(chunk)
 
     try:
-        result = pipe(picture, wave, SAMPLE_RATE, reference_pose=reference_pose, size=size, seed=seed,
-                      num_inference_steps=steps, guidance_scale=guidance, pose_steps=pose_steps,
-                      max_seconds=max_seconds, frame_callback=on_frames, pose_callback=on_poses, return_masks=False,
-                      progress=progress)  # fmt: skip
+        result = pipe(
+            picture,
+            wave,
+            SAMPLE_RATE,
+            reference_pose=reference_pose,
+            size=size,
+            seed=seed,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            pose_steps=pose_steps,
+            max_seconds=max_seconds,
+            frame_callback=on_frames,
+            pose_callback=on_poses,
+            return_masks=False,
+            progress=progress,
+        )
         paths = [w.close() for w in writers]
     except BaseException:
         for w in writers:
             w.abort()
         raise
     extra = _write_intermediates(Path(intermediates), result, wave) if intermediates is not None else []
-    return GenerateResult(paths[0], state["done"], state["done"] / FPS, paths[1] if preview is not None else None,
-                          extra)  # fmt: skip
+    return GenerateResult(
+        paths[0], state["done"], state["done"] / FPS, paths[1] if preview is not None else None, extra
+    )
 
 
 def _write_intermediates(folder: Path, result, wave: np.ndarray) -> list[Path]:

@@ -92,16 +92,26 @@ def run_job(
         raise MediaError("no speech: upload an audio file or record from the microphone")
     size_mb = os.path.getsize(image_path) / 1e6 if os.path.isfile(image_path) else 0.0  # missing: the loader says
     if size_mb > max_image_mb:
-        raise MediaError(f"{Path(image_path).name}: image file is {size_mb:.3g} MB, over the limit of "
-                         f"{max_image_mb:g} MB")  # fmt: skip
+        raise MediaError(
+            f"{Path(image_path).name}: image file is {size_mb:.3g} MB, over the limit of {max_image_mb:g} MB"
+        )
     root = Path(output_root)
     root.mkdir(parents=True, exist_ok=True)
     job = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
     try:
-        result = generate_files(pipe, load_inputs(image_path, audio_path), job / "video.mp4",
-                                preview=job / "preview.mp4", intermediates=job / "intermediates", seed=int(seed),
-                                steps=steps, guidance=guidance, pose_steps=pose_steps, max_seconds=max_seconds,
-                                progress=progress)  # fmt: skip
+        result = generate_files(
+            pipe,
+            load_inputs(image_path, audio_path),
+            job / "video.mp4",
+            preview=job / "preview.mp4",
+            intermediates=job / "intermediates",
+            seed=int(seed),
+            steps=steps,
+            guidance=guidance,
+            pose_steps=pose_steps,
+            max_seconds=max_seconds,
+            progress=progress,
+        )
     except MmgtError as e:
         shutil.rmtree(job, ignore_errors=True)
         raise type(e)(_short_names(str(e), image_path, audio_path)) from e
@@ -139,9 +149,17 @@ def gradio_handler(pipe: MMGTPipeline, *, max_seconds: float, max_image_mb: floa
     def generate(image, audio, steps, guidance, seed, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         progress(0, desc="Reading the inputs")
         try:
-            outputs = run_job(pipe, _upload_path(image), _upload_path(audio), int(steps), float(guidance),
-                              int(seed or 0), max_seconds=max_seconds, max_image_mb=max_image_mb,
-                              output_root=output_root)  # fmt: skip
+            outputs = run_job(
+                pipe,
+                _upload_path(image),
+                _upload_path(audio),
+                int(steps),
+                float(guidance),
+                int(seed or 0),
+                max_seconds=max_seconds,
+                max_image_mb=max_image_mb,
+                output_root=output_root,
+            )
         except MmgtError as e:
             raise gr.Error(str(e)) from e
         return [str(p) for p in outputs]
@@ -186,18 +204,33 @@ def build_app(
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Photo of the person", type="filepath", elem_id="mmgt-image")
-                audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
-                                 elem_id="mmgt-audio")  # fmt: skip
-                steps = gr.Slider(1, 100, value=config["steps"], step=1, label="Denoising steps (stage 2)",
-                                  info="fewer is faster, more is cleaner", elem_id="mmgt-steps")  # fmt: skip
-                guidance = gr.Slider(1.0, 10.0, value=config["guidance"], step=0.1, label="Guidance scale (stage 2)",
-                                     elem_id="mmgt-guidance")  # fmt: skip
+                audio = gr.Audio(
+                    label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="mmgt-audio"
+                )
+                steps = gr.Slider(
+                    1,
+                    100,
+                    value=config["steps"],
+                    step=1,
+                    label="Denoising steps (stage 2)",
+                    info="fewer is faster, more is cleaner",
+                    elem_id="mmgt-steps",
+                )
+                guidance = gr.Slider(
+                    1.0,
+                    10.0,
+                    value=config["guidance"],
+                    step=0.1,
+                    label="Guidance scale (stage 2)",
+                    elem_id="mmgt-guidance",
+                )
                 seed = gr.Number(value=0, precision=0, label="Seed", elem_id="mmgt-seed")
                 button = gr.Button("Generate", variant="primary", elem_id="mmgt-generate")
             with gr.Column():
                 video = gr.Video(label="Generated video", interactive=False, elem_id="mmgt-video")
-                preview = gr.Video(label="Preview: reference | pose | masks | output", interactive=False,
-                                   elem_id="mmgt-preview")  # fmt: skip
+                preview = gr.Video(
+                    label="Preview: reference | pose | masks | output", interactive=False, elem_id="mmgt-preview"
+                )
                 with gr.Accordion("Pose and motion masks", open=False):
                     with gr.Tabs():
                         with gr.Tab("Pose"):
@@ -205,10 +238,17 @@ def build_app(
                         masks = []
                         for name in MASK_NAMES:
                             with gr.Tab(f"Mask: {name.replace('_', ' + ')}"):
-                                masks.append(gr.Video(label=f"{name} mask", interactive=False,
-                                                      elem_id=f"mmgt-mask-{name}"))  # fmt: skip
-        button.click(generate, inputs=[image, audio, steps, guidance, seed], outputs=[video, preview, pose, *masks],
-                     preprocess=False, concurrency_limit=1, concurrency_id="mmgt-generate")  # fmt: skip
+                                masks.append(
+                                    gr.Video(label=f"{name} mask", interactive=False, elem_id=f"mmgt-mask-{name}")
+                                )
+        button.click(
+            generate,
+            inputs=[image, audio, steps, guidance, seed],
+            outputs=[video, preview, pose, *masks],
+            preprocess=False,
+            concurrency_limit=1,
+            concurrency_id="mmgt-generate",
+        )
     _serve_from(demo, root)
     return demo.queue(default_concurrency_limit=1)
 

@@ -73,8 +73,10 @@ class SpeechEncoder:
         if interpolate not in INTERPOLATE_MODES:
             raise MmgtError(f"SpeechEncoder: interpolate must be one of {INTERPOLATE_MODES}, got {interpolate!r}")
         if not chunk_seconds > 0 or context_seconds < 0:
-            raise MmgtError(f"SpeechEncoder: need chunk_seconds > 0 and context_seconds >= 0, got "
-                            f"{chunk_seconds} and {context_seconds}")  # fmt: skip
+            raise MmgtError(
+                f"SpeechEncoder: need chunk_seconds > 0 and context_seconds >= 0, got "
+                f"{chunk_seconds} and {context_seconds}"
+            )
         self.model = model.eval().requires_grad_(False)
         self.folder = Path(folder)
         self.layers = layers
@@ -142,8 +144,10 @@ class SpeechEncoder:
             raise ModelFolderError(f"{what} folder {folder}: cannot load the model ({error_summary(e)})") from e
         for part in ("feature_extractor", "feature_projection", "encoder"):
             if not hasattr(model, part):
-                raise ModelFolderError(f"{what} folder {folder}: model type {config.get('model_type')!r} is not a "
-                                       f"wav2vec2-style speech encoder (no {part})")  # fmt: skip
+                raise ModelFolderError(
+                    f"{what} folder {folder}: model type {config.get('model_type')!r} is not a "
+                    f"wav2vec2-style speech encoder (no {part})"
+                )
         if getattr(model.config, "add_adapter", False):
             raise ModelFolderError(f"{what} folder {folder}: models with an output adapter are not supported")
         return cls(
@@ -273,8 +277,9 @@ class SpeechEncoder:
             return out.last_hidden_state[0][:, None].float()  # (F, 1, D)
         states = list(out.hidden_states[1:])  # layer outputs 1..L (index 0 is the encoder input)
         if len(states) != self.model.config.num_hidden_layers:
-            raise MmgtError(f"{self.folder}: expected {self.model.config.num_hidden_layers} hidden states, got "
-                            f"{len(states)}")  # fmt: skip
+            raise MmgtError(
+                f"{self.folder}: expected {self.model.config.num_hidden_layers} hidden states, got {len(states)}"
+            )
         # transformers 5 records the last layer before the closing LayerNorm of "stable layer norm" models;
         # transformers 4, fairseq and the reference code use the model output there. Use the model output.
         states[-1] = out.last_hidden_state

@@ -120,8 +120,14 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
             speech = {"type": "mel", "n_mels": MEL_BANDS, "hidden_size": MEL_BANDS + 1, "num_layers": 1}
         else:
             speech = encoder.config_dict()
-        return {"stage": 2, "fps": FPS, "version": SPEC_VERSION, "speech": speech, "dim": speech["hidden_size"],
-                "num_layers": speech["num_layers"]}  # fmt: skip
+        return {
+            "stage": 2,
+            "fps": FPS,
+            "version": SPEC_VERSION,
+            "speech": speech,
+            "dim": speech["hidden_size"],
+            "num_layers": speech["num_layers"],
+        }
     if stage != 1:
         raise MmgtError(f"stage must be 1 or 2, got {stage}")
     _check_stage1_encoder(encoder)
@@ -130,8 +136,15 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
     else:
         speech = {"type": "encoder", **encoder.config_dict()}
     librosa_spec = {"sample_rate": LIBROSA_SAMPLE_RATE, "hop": LIBROSA_HOP, "dim": LIBROSA_FEATURE_DIM}
-    return {"stage": 1, "fps": FPS, "version": SPEC_VERSION, "window_frames": window_frames, "librosa": librosa_spec,
-            "speech": speech, "dim": LIBROSA_FEATURE_DIM + speech["hidden_size"]}  # fmt: skip
+    return {
+        "stage": 1,
+        "fps": FPS,
+        "version": SPEC_VERSION,
+        "window_frames": window_frames,
+        "librosa": librosa_spec,
+        "speech": speech,
+        "dim": LIBROSA_FEATURE_DIM + speech["hidden_size"],
+    }
 
 
 def stage1_feature_dim(encoder_or_spec: SpeechEncoder | dict | None) -> int:
@@ -150,5 +163,7 @@ def stage1_feature_dim(encoder_or_spec: SpeechEncoder | dict | None) -> int:
 def _check_stage1_encoder(encoder: SpeechEncoder | None) -> None:
     """Stage 1 uses the model's last layer aligned *after* the model (the WavLM recipe)."""
     if encoder is not None and (encoder.layers != "last" or encoder.interpolate != "after"):
-        raise MmgtError(f"stage-1 audio features need an encoder with layers='last' and interpolate='after', got "
-                        f"layers={encoder.layers!r}, interpolate={encoder.interpolate!r}")  # fmt: skip
+        raise MmgtError(
+            f"stage-1 audio features need an encoder with layers='last' and interpolate='after', got "
+            f"layers={encoder.layers!r}, interpolate={encoder.interpolate!r}"
+        )

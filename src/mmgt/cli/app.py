@@ -19,15 +19,25 @@ def register(subparsers) -> None:
         "has no login, and no public share link is offered.",
     )
     p.add_argument("--model", type=Path, required=True, metavar="DIR", help="model folder (see `mmgt weights check`)")
-    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app, "
-                   "without authentication, to every machine that can reach this one)")  # fmt: skip
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app, "
+        "without authentication, to every machine that can reach this one)",
+    )
     p.add_argument("--port", type=int, default=7860, metavar="N", help="port to listen on (default 7860)")
     p.add_argument("--max-seconds", type=float, default=60.0, metavar="S", help="refuse longer audio (default 60 s)")
-    p.add_argument("--max-image-mb", type=float, default=20.0, metavar="MB",
-                   help="refuse larger image files (default 20 MB)")  # fmt: skip
-    p.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
-                   help="folder for the job folders (default: a new temporary folder; never cleaned up)")  # fmt: skip
+    p.add_argument(
+        "--max-image-mb", type=float, default=20.0, metavar="MB", help="refuse larger image files (default 20 MB)"
+    )
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the job folders (default: a new temporary folder; never cleaned up)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -21,12 +21,22 @@ def register(subparsers) -> None:
         "preview and prints their paths.",
     )
     p.add_argument("--audio", type=Path, default=None, help="speech to say (default: a generated speech clip)")
-    p.add_argument("--seconds", type=float, default=DEMO_SECONDS,
-                   help=f"length of the generated speech clip (default {DEMO_SECONDS:g})")  # fmt: skip
-    p.add_argument("--image", type=Path, default=None,
-                   help="another reference image (default: the bundled synthetic speaker)")  # fmt: skip
-    p.add_argument("-o", "--output", type=Path, default=Path("demo-output/demo.mp4"),
-                   help="output video (default demo-output/demo.mp4; the preview goes beside it)")  # fmt: skip
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=DEMO_SECONDS,
+        help=f"length of the generated speech clip (default {DEMO_SECONDS:g})",
+    )
+    p.add_argument(
+        "--image", type=Path, default=None, help="another reference image (default: the bundled synthetic speaker)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("demo-output/demo.mp4"),
+        help="output video (default demo-output/demo.mp4; the preview goes beside it)",
+    )
     add_sampling_arguments(p)
     p.set_defaults(func=_run, preview=None)
 

@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     p.add_argument("--guidance", type=float, default=2.0, help="CFG scale (default 2)")
     p.add_argument("--sampler", choices=("ddim", "dpm"), default="ddim", help="sampler (default ddim)")
-    p.add_argument("--conditions", nargs="+", default=["model", "still_reference", "other_audio"],
-                   help="which of model, still_reference, other_audio to run")  # fmt: skip
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["model", "still_reference", "other_audio"],
+        help="which of model, still_reference, other_audio to run",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the metrics as JSON here")
     p.set_defaults(func=_stage1)
@@ -76,8 +80,9 @@ def _stage1(args: argparse.Namespace) -> int:
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     pipe.scheduler = make_sampling_scheduler(pipe, args.sampler)
     ae = PoseAutoencoder.from_pretrained(args.pose_ae) if args.pose_ae else None
-    generated = generate_for_clips(pipe, args.data, args.split, args.clips, tuple(args.conditions), args.steps,
-                                   args.guidance, args.seed)  # fmt: skip
+    generated = generate_for_clips(
+        pipe, args.data, args.split, args.clips, tuple(args.conditions), args.steps, args.guidance, args.seed
+    )
     results = score_conditions(generated, tuple(args.conditions), ae)
     metrics = sorted(next(iter(results.values())))
     print(f"{len(generated['clips'])} clips of {args.data} ({args.split}), {args.sampler} {args.steps} steps")
@@ -85,9 +90,16 @@ def _stage1(args: argparse.Namespace) -> int:
     print("|---|" + "---|" * len(metrics))
     for cond, row in results.items():
         print(f"| {cond} | " + " | ".join(f"{row[m]:.3f}" for m in metrics) + " |")
-    payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "steps": args.steps,
-                   "sampler": args.sampler, "guidance": args.guidance, "clips": generated["clips"],
-                   "results": results}  # fmt: skip
+    payload = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": args.split,
+        "steps": args.steps,
+        "sampler": args.sampler,
+        "guidance": args.guidance,
+        "clips": generated["clips"],
+        "results": results,
+    }
     _write_json(args.output, payload)
     return 0
 
@@ -96,16 +108,36 @@ def _stage2(args: argparse.Namespace) -> int:
     from mmgt.training.validate_stage2 import evaluate_stage2
 
     pipe = load_stage2_pipeline(args.model, args.encoder)
-    result = evaluate_stage2(pipe, args.data, args.split, args.clips, args.frames, args.size, tuple(args.conditions),
-                             args.steps, args.guidance, args.seed, args.videos)  # fmt: skip
+    result = evaluate_stage2(
+        pipe,
+        args.data,
+        args.split,
+        args.clips,
+        args.frames,
+        args.size,
+        tuple(args.conditions),
+        args.steps,
+        args.guidance,
+        args.seed,
+        args.videos,
+    )
     metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
-    print(f"{len(result['clips'])} clips of {args.data} ({args.split}) at {args.size}px, {args.steps} steps, "
-          f"guidance {args.guidance}")  # fmt: skip
+    print(
+        f"{len(result['clips'])} clips of {args.data} ({args.split}) at {args.size}px, {args.steps} steps, "
+        f"guidance {args.guidance}"
+    )
     print("| condition | " + " | ".join(metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for cond, row in result["mean"].items():
         print(f"| {cond} | " + " | ".join(f"{row[m]:.3f}" if m in row else "-" for m in metrics) + " |")
-    payload = {"model": str(args.model), "data": str(args.data), "split": args.split, "size": args.size,
-                   "steps": args.steps, "guidance": args.guidance, **result}  # fmt: skip
+    payload = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": args.split,
+        "size": args.size,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        **result,
+    }
     _write_json(args.output, payload)
     return 0

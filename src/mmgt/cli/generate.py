@@ -13,12 +13,22 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, help="stage-2 CFG scale (default: the model's, 3.5)")
     p.add_argument("--pose-steps", type=int, default=None, help="stage-1 sampling steps (default: the model's, 50)")
     p.add_argument("--size", type=int, default=None, help="output size N x N, a multiple of 8 (default: the model's)")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="refuse longer audio (default: the model's, 600 s; 0 = no limit)")  # fmt: skip
-    p.add_argument("--preview", type=Path, default=None,
-                   help="also write a side-by-side video: reference | pose | masks | output")  # fmt: skip
-    p.add_argument("--save-intermediates", type=Path, default=None, metavar="DIR",
-                   help="also write reference.png, poses.npz, pose.mp4 and masks/*.mp4 here")  # fmt: skip
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="refuse longer audio (default: the model's, 600 s; 0 = no limit)",
+    )
+    p.add_argument(
+        "--preview", type=Path, default=None, help="also write a side-by-side video: reference | pose | masks | output"
+    )
+    p.add_argument(
+        "--save-intermediates",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write reference.png, poses.npz, pose.mp4 and masks/*.mp4 here",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -47,16 +57,29 @@ def run_generation(args: argparse.Namespace, model: Path, image: Path, audio: Pa
 
     inputs = load_inputs(image, audio)
     pipe = MMGTPipeline.from_pretrained(model)
-    result = generate_files(pipe, inputs, args.output, preview=args.preview, intermediates=args.save_intermediates,
-                            seed=args.seed, steps=args.steps, guidance=args.guidance, pose_steps=args.pose_steps,
-                            size=args.size, max_seconds=args.max_seconds, reference_pose=reference_pose,
-                            progress=not args.quiet)  # fmt: skip
+    result = generate_files(
+        pipe,
+        inputs,
+        args.output,
+        preview=args.preview,
+        intermediates=args.save_intermediates,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        pose_steps=args.pose_steps,
+        size=args.size,
+        max_seconds=args.max_seconds,
+        reference_pose=reference_pose,
+        progress=not args.quiet,
+    )
     print(f"{result.output}: {result.num_frames} frames ({result.duration_s:.2f} s) with audio")
     if result.preview is not None:
         print(f"{result.preview}: preview (reference | pose | masks | output)")
     if result.intermediates:
-        print(f"{args.save_intermediates}: " + ", ".join(str(p.relative_to(args.save_intermediates))
-                                                       for p in result.intermediates))  # fmt: skip
+        print(
+            f"{args.save_intermediates}: "
+            + ", ".join(str(p.relative_to(args.save_intermediates)) for p in result.intermediates)
+        )
     return 0
 
 

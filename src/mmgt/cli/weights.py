@@ -47,8 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--stage1", type=Path, required=True, help="stage-1 export (runs/stage1/NAME/final)")
     p.add_argument("--stage2", type=Path, required=True, help="stage-2 video-step export (runs/stage2/NAME/final)")
     p.add_argument("--stage1-encoder", type=Path, default=None, help="WavLM folder, if stage 1 reads WavLM features")
-    p.add_argument("--stage2-encoder", type=Path, default=None,
-                   help="wav2vec2 folder, if stage 2 reads wav2vec2 features")  # fmt: skip
+    p.add_argument(
+        "--stage2-encoder", type=Path, default=None, help="wav2vec2 folder, if stage 2 reads wav2vec2 features"
+    )
     p.add_argument("--size", type=int, required=True, help="output size the model generates at (e.g. 128, 512)")
     p.add_argument("--steps", type=int, default=None, help="default stage-2 sampling steps (default 30)")
     p.add_argument("--pose-steps", type=int, default=None, help="default stage-1 sampling steps (default 50)")
@@ -98,8 +99,13 @@ def _assemble(args: argparse.Namespace) -> int:
     from mmgt.pipelines.mmgt_pipeline import assemble_model
 
     settings = {"size": args.size, "steps": args.steps, "pose_steps": args.pose_steps}
-    folder = assemble_model(args.stage1, args.stage2, args.output, {k: v for k, v in settings.items() if v},
-                            {"stage1": args.stage1_encoder, "stage2": args.stage2_encoder})  # fmt: skip
+    folder = assemble_model(
+        args.stage1,
+        args.stage2,
+        args.output,
+        {k: v for k, v in settings.items() if v},
+        {"stage1": args.stage1_encoder, "stage2": args.stage2_encoder},
+    )
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     print(f"{folder}: model folder written ({size / 2**20:.1f} MiB)")
     return 0

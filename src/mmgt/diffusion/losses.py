@@ -37,8 +37,9 @@ def smga_loss(
         "loss", the weighted total to back-propagate.
     """
     if pred.shape != target.shape or pred.ndim != 4 or pred.shape[-1] != 3:
-        raise MmgtError(f"pred and target must share a (B, F, K, 3) shape, got {tuple(pred.shape)} and "
-                        f"{tuple(target.shape)}")  # fmt: skip
+        raise MmgtError(
+            f"pred and target must share a (B, F, K, 3) shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if pred.shape[1] < 3:
         raise MmgtError(f"smga_loss needs at least 3 frames for the acceleration term, got F={pred.shape[1]}")
     face = torch.as_tensor(list(face_indices), dtype=torch.long, device=pred.device)

@@ -116,8 +116,10 @@ def select_motion(candidates: torch.Tensor, previous_tail: torch.Tensor, span: i
         (B,) long tensor: index into ``candidates`` of the lowest score for each batch item.
     """
     if candidates.ndim != 5 or previous_tail.ndim != 4 or candidates.shape[1] != previous_tail.shape[0]:
-        raise MmgtError(f"candidates (k, B, F, K, 3) and previous_tail (B, n, K, 3) do not match: "
-                        f"{tuple(candidates.shape)} vs {tuple(previous_tail.shape)}")  # fmt: skip
+        raise MmgtError(
+            f"candidates (k, B, F, K, 3) and previous_tail (B, n, K, 3) do not match: "
+            f"{tuple(candidates.shape)} vs {tuple(previous_tail.shape)}"
+        )
     if span < 2 or candidates.shape[2] < span or previous_tail.shape[1] < span:
         raise MmgtError(f"select_motion span={span} needs span >= 2 and at least span frames on both sides")
     cand = candidates[:, :, :span]  # (k, B, span, K, 3): the start of each candidate

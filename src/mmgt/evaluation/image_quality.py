@@ -70,8 +70,10 @@ def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> flo
         raise MmgtError(f"ssim: images must be at least {2 * radius + 1} px on each side, got {pred.shape[1:3]}")
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     scores = []
-    for x, y in zip(np.moveaxis(pred, -1, 1).reshape(-1, *pred.shape[1:3]),
-                    np.moveaxis(target, -1, 1).reshape(-1, *pred.shape[1:3])):  # fmt: skip
+    for x, y in zip(
+        np.moveaxis(pred, -1, 1).reshape(-1, *pred.shape[1:3]),
+        np.moveaxis(target, -1, 1).reshape(-1, *pred.shape[1:3]),
+    ):
         scores.append(_ssim_channel(x, y, c1, c2)[radius:-radius, radius:-radius].mean())
     return float(np.mean(scores))
 

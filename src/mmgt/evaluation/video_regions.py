@@ -91,8 +91,9 @@ def mouth_crops(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
         rotation = np.stack([x_axis[i], y_axis[i]])  # image -> head axes
         # An affine warp samples the rotated square (borders replicated) without integer rounding of the box.
         matrix = np.concatenate([scale * rotation, (MOUTH_CROP / 2 - scale * rotation @ centre)[:, None]], axis=1)
-        crop = cv2.warpAffine(frames[i], matrix, (MOUTH_CROP, MOUTH_CROP), flags=cv2.INTER_AREA,
-                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        crop = cv2.warpAffine(
+            frames[i], matrix, (MOUTH_CROP, MOUTH_CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
         out[i] = crop.astype(np.float32) / 255.0
     return out
 

@@ -83,14 +83,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         ),
         "audio_adapter": dict(placement="down", audio_dim=64, num_heads=4, released_block=False, norm_num_groups=8),
     },
-}  # fmt: skip
+}
 
 # Component -> files that make a local folder loadable (any one weights file suffices).
 _WEIGHTS = {
     "diffusers": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                   "diffusion_pytorch_model.bin"),
     "transformers": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
-}  # fmt: skip
+}
 _FOLDERS = {"unet": "diffusers", "vae": "diffusers", "motion_adapter": "diffusers", "image_encoder": "transformers"}
 _OPTIONAL_FOLDERS = {"controlnet": "diffusers"}
 

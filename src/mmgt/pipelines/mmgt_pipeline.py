@@ -117,8 +117,9 @@ class MMGTPipeline:
             raise ModelFolderError(f"{root}: no {CONFIG_NAME} (not an mmgt model folder; see `mmgt weights check`)")
         meta = json.loads(config_file.read_text())
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ModelFolderError(f"{config_file}: format {meta.get('format')!r} v{meta.get('version')} is not "
-                                   f"{FORMAT!r} v{VERSION}")  # fmt: skip
+            raise ModelFolderError(
+                f"{config_file}: format {meta.get('format')!r} v{meta.get('version')} is not {FORMAT!r} v{VERSION}"
+            )
         stages = {}
         for name, cls_ in (("stage1", AudioToPosePipeline), ("stage2", PoseToVideoPipeline)):
             sub = root / name
@@ -141,8 +142,10 @@ class MMGTPipeline:
                 continue
             folder = Path(overrides.get(name) or root / "encoders" / name)
             if not (folder / "config.json").is_file():
-                raise ModelFolderError(f"{name} reads speech-encoder features ({speech.get('folder', '?')}): no "
-                                       f"encoder folder at {folder}")  # fmt: skip
+                raise ModelFolderError(
+                    f"{name} reads speech-encoder features ({speech.get('folder', '?')}): no "
+                    f"encoder folder at {folder}"
+                )
             if name == "stage1":
                 stage.set_audio_encoder(SpeechEncoder.from_pretrained(folder, layers="last"))
             else:
@@ -251,22 +254,32 @@ class MMGTPipeline:
         # 2. Stage 1: speech -> poses (exactly num_frames of them), in pixels of the S x S reference.
         generator = torch.Generator().manual_seed(seed)
         poses = self.stage1(
-            speech, SAMPLE_RATE, ref_pose,
+            speech,
+            SAMPLE_RATE,
+            ref_pose,
             num_inference_steps=pose_steps or self.config["pose_steps"],
             guidance_scale=self.config["pose_guidance"] if pose_guidance is None else pose_guidance,
-            generator=generator, progress=progress,
-        ).poses  # fmt: skip
+            generator=generator,
+            progress=progress,
+        ).poses
         poses = _exact_frames(poses, num_frames)
         if pose_callback is not None:
             pose_callback(poses, reference)
 
         # 3. Stage 2: reference + poses + speech -> frames (masks are made inside, from the same poses).
         frames = self.stage2(
-            reference, poses, audio=speech, sample_rate=SAMPLE_RATE, height=size, width=size,
+            reference,
+            poses,
+            audio=speech,
+            sample_rate=SAMPLE_RATE,
+            height=size,
+            width=size,
             num_inference_steps=num_inference_steps or self.config["steps"],
             guidance_scale=self.config["guidance"] if guidance_scale is None else guidance_scale,
-            generator=torch.Generator().manual_seed(seed), frame_callback=frame_callback, progress=progress,
-        ).frames  # fmt: skip
+            generator=torch.Generator().manual_seed(seed),
+            frame_callback=frame_callback,
+            progress=progress,
+        ).frames
         masks = motion_masks(poses) if return_masks else None
         return MMGTOutput(frames, wave, sample_rate, poses, masks, reference, ref_pose)
 

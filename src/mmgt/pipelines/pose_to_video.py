@@ -299,14 +299,17 @@ class PoseToVideoPipeline(DiffusionPipeline):
         if len(region_scales) != regions:
             raise MmgtError(f"region_scales needs {regions} values (one per MM-HAA branch), got {region_scales}")
         if output_type not in OUTPUT_TYPES or (output_type == "latent" and frame_callback is not None):
-            raise MmgtError(f"output_type must be one of {OUTPUT_TYPES} (no frame_callback with 'latent'), got "
-                            f"{output_type!r}")  # fmt: skip
+            raise MmgtError(
+                f"output_type must be one of {OUTPUT_TYPES} (no frame_callback with 'latent'), got {output_type!r}"
+            )
         if audio is not None:
             check_wave(audio, sample_rate, name="audio")
             speech = self.config.audio_features["speech"]
             if speech.get("type") != "mel" and self.audio_encoder is None:
-                raise MmgtError(f"this model reads wav2vec2 features ({speech.get('folder')}); attach the encoder "
-                                "with set_audio_encoder()")  # fmt: skip
+                raise MmgtError(
+                    f"this model reads wav2vec2 features ({speech.get('folder')}); attach the encoder "
+                    "with set_audio_encoder()"
+                )
         return int(height), int(width)
 
     def encode_reference_image(
@@ -348,8 +351,10 @@ class PoseToVideoPipeline(DiffusionPipeline):
         wave = check_wave(audio, sample_rate, name="audio")
         samples = -(-num_frames * int(sample_rate) // FPS)  # ceil(F / 25 s * sr)
         if abs(len(wave) - samples) > sample_rate // FPS:
-            logger.warning(f"audio lasts {len(wave) / sample_rate:.2f} s but the poses {num_frames / FPS:.2f} s; "
-                           "the audio is cut or padded with silence")  # fmt: skip
+            logger.warning(
+                f"audio lasts {len(wave) / sample_rate:.2f} s but the poses {num_frames / FPS:.2f} s; "
+                "the audio is cut or padded with silence"
+            )
         wave = np.pad(wave[:samples], (0, max(0, samples - len(wave))))
         features = stage2_audio_features(wave, sample_rate, self.audio_encoder)  # (F, L, D), as the dataset
         return pad_to(np.asarray(features, dtype=np.float32), num_frames)
@@ -382,8 +387,13 @@ class PoseToVideoPipeline(DiffusionPipeline):
         self, num_frames: int, height: int, width: int, generator: torch.Generator | None
     ) -> torch.Tensor:
         """(1, C, F, h, w) initial noise, scaled by the scheduler's ``init_noise_sigma``."""
-        shape = (1, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor,
-                 width // self.vae_scale_factor)  # fmt: skip
+        shape = (
+            1,
+            self.unet.config.in_channels,
+            num_frames,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
         latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         return latents * self.scheduler.init_noise_sigma
 
@@ -422,12 +432,17 @@ class PoseToVideoPipeline(DiffusionPipeline):
                 # The unconditional branch runs alone without reference attention, the rest read the features.
                 w = len(frames)
                 off = replace(inputs, mode="off", reference_features={}, audio_tokens=cond.audio_tokens[:w])
-                on = replace(inputs, audio_tokens=cond.audio_tokens[w:],
-                             reference_features={k: v[1:] for k, v in inputs.reference_features.items()})  # fmt: skip
-                out = torch.cat([
-                    denoise(self.unet, window[:1], timestep, clip_embeds[:1], cond.pose_features, off),
-                    denoise(self.unet, window[1:], timestep, clip_embeds[1:], cond.pose_features, on),
-                ])  # fmt: skip
+                on = replace(
+                    inputs,
+                    audio_tokens=cond.audio_tokens[w:],
+                    reference_features={k: v[1:] for k, v in inputs.reference_features.items()},
+                )
+                out = torch.cat(
+                    [
+                        denoise(self.unet, window[:1], timestep, clip_embeds[:1], cond.pose_features, off),
+                        denoise(self.unet, window[1:], timestep, clip_embeds[1:], cond.pose_features, on),
+                    ]
+                )
             else:
                 out = denoise(self.unet, window, timestep, clip_embeds, cond.pose_features, inputs)
             total.index_add_(2, index, guidance.combine(out))
@@ -504,8 +519,18 @@ class PoseToVideoPipeline(DiffusionPipeline):
             :class:`PoseToVideoPipelineOutput` with ``frames`` (F, H, W, 3) uint8, or None when streamed.
         """
         scales = tuple(float(s) for s in (self.config.region_scales if region_scales is None else region_scales))
-        height, width = self.check_inputs(poses, audio, sample_rate, height, width, num_inference_steps, scales,
-                                          decode_chunk_size, output_type, frame_callback)  # fmt: skip
+        height, width = self.check_inputs(
+            poses,
+            audio,
+            sample_rate,
+            height,
+            width,
+            num_inference_steps,
+            scales,
+            decode_chunk_size,
+            output_type,
+            frame_callback,
+        )
         windows = context_windows(
             poses.num_frames,
             self.config.window_frames if window_frames is None else window_frames,

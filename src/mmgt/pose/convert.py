@@ -111,8 +111,9 @@ def _as_frames(keypoints, scores, num_points: int, name: str) -> tuple[np.ndarra
     if kp.ndim == 2:
         kp, sc = kp[None], sc[None]
     if kp.ndim != 3 or kp.shape[1:] != (num_points, 2):
-        raise MmgtError(f"{name}: keypoints must have shape (F, {num_points}, 2) or ({num_points}, 2), got "
-                        f"{np.shape(keypoints)}")  # fmt: skip
+        raise MmgtError(
+            f"{name}: keypoints must have shape (F, {num_points}, 2) or ({num_points}, 2), got {np.shape(keypoints)}"
+        )
     if sc.shape != kp.shape[:2]:
         raise MmgtError(f"{name}: scores must have shape {kp.shape[:2]}, got {np.shape(scores)}")
     if not (np.isfinite(kp).all() and np.isfinite(sc).all()):

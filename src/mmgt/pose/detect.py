@@ -355,8 +355,10 @@ def _source_frames(source, fps: float | None) -> tuple[Iterable[np.ndarray], int
         out_fps = float(fps or info.fps)
         total = int(round(info.num_frames * out_fps / info.fps)) if info.num_frames and info.fps else None
         return video_io.iter_video_frames(path, fps=fps), total, out_fps, False
-    raise MediaError(f"{path}: unknown file type {suffix!r}; images: {', '.join(sorted(IMAGE_SUFFIXES))}; videos: "
-                     f"{', '.join(sorted(VIDEO_SUFFIXES))}")  # fmt: skip
+    raise MediaError(
+        f"{path}: unknown file type {suffix!r}; images: {', '.join(sorted(IMAGE_SUFFIXES))}; videos: "
+        f"{', '.join(sorted(VIDEO_SUFFIXES))}"
+    )
 
 
 def _progress(frames: Iterable[np.ndarray], total: int | None, enabled: bool) -> Iterator[np.ndarray]:

@@ -80,8 +80,12 @@ class _Sizes(NamedTuple):
 
 def _sizes(width: int, height: int) -> _Sizes:
     scale = min(width, height) / CANVAS_SIZE
-    return _Sizes(*(max(1, round(s * scale)) for s in (STICK_WIDTH, BODY_JOINT_RADIUS, HAND_LINE_WIDTH,
-                                                        HAND_JOINT_RADIUS, FACE_DOT_RADIUS)))  # fmt: skip
+    return _Sizes(
+        *(
+            max(1, round(s * scale))
+            for s in (STICK_WIDTH, BODY_JOINT_RADIUS, HAND_LINE_WIDTH, HAND_JOINT_RADIUS, FACE_DOT_RADIUS)
+        )
+    )
 
 
 def _check_size(width: int, height: int) -> None:

@@ -213,8 +213,9 @@ def reduce_mean(accelerator: Accelerator, values: dict[str, torch.Tensor]) -> di
 # ---------------------------------------------------------------------------------------------------------------------
 # The two steps every training loop repeats
 # ---------------------------------------------------------------------------------------------------------------------
-def optimizer_step(accelerator: Accelerator, loss: torch.Tensor, params, optimizer, lr_scheduler,
-                   grad_clip: float) -> None:  # fmt: skip
+def optimizer_step(
+    accelerator: Accelerator, loss: torch.Tensor, params, optimizer, lr_scheduler, grad_clip: float
+) -> None:
     """Backward, optional gradient clipping (``grad_clip`` <= 0 disables it), optimiser and LR-schedule step."""
     accelerator.backward(loss)
     if grad_clip > 0:

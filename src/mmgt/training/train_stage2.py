@@ -66,8 +66,13 @@ from mmgt.utils.video_io import read_video_frames, save_video
 logger = logging.getLogger(__name__)
 STEPS = ("image", "video")
 IMAGE_EXPORTS = ("unet", "reference_unet", "pose_guider", "vae", "image_encoder")  # <image run>/final/<name>
-_LOADERS = {"unet": UNet2DConditionModel, "reference_unet": UNet2DConditionModel, "pose_guider": PoseGuider,
-            "vae": AutoencoderKL, "image_encoder": CLIPVisionModelWithProjection}  # fmt: skip
+_LOADERS = {
+    "unet": UNet2DConditionModel,
+    "reference_unet": UNet2DConditionModel,
+    "pose_guider": PoseGuider,
+    "vae": AutoencoderKL,
+    "image_encoder": CLIPVisionModelWithProjection,
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,8 +148,9 @@ class Stage2Trainee(nn.Module):
                 region_scales=tuple(region_scales),
                 num_frames=f,
             )
-            preds.append(denoise(self.unet, noisy_latents[rows], timesteps[rows], clip[rows], pose_features[frames],
-                                 inputs))  # fmt: skip
+            preds.append(
+                denoise(self.unet, noisy_latents[rows], timesteps[rows], clip[rows], pose_features[frames], inputs)
+            )
             order.append(rows)
         pred = torch.cat(preds)[torch.argsort(torch.cat(order))]  # back to batch order, (B, C, F, h, w)
         if not bool(keep_image.any()) and features:
@@ -195,8 +201,10 @@ def check_video_freeze(trainee: Stage2Trainee) -> None:
     allowed = {id(p) for m in (*motion, trainee.audio_adapter, trainee.audio_projection) for p in m.parameters()}
     trainable = {id(p) for p in trainee.parameters() if p.requires_grad}
     if trainable != allowed:
-        raise MmgtError(f"video step: {len(trainable - allowed)} parameters trainable that should be frozen and "
-                        f"{len(allowed - trainable)} frozen that should train")  # fmt: skip
+        raise MmgtError(
+            f"video step: {len(trainable - allowed)} parameters trainable that should be frozen and "
+            f"{len(allowed - trainable)} frozen that should train"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -247,8 +255,13 @@ def _warn_pose_mouth_mismatch(image_final: Path, pose_mouth: bool) -> None:
         return
     image_mouth = load_config(Stage2Train, run_config).data.pose_mouth
     if image_mouth != pose_mouth:
-        logger.warning("data.pose_mouth=%s but the image step %s was trained with pose_mouth=%s: its UNet and pose "
-                       "guider saw different pose images", pose_mouth, image_final, image_mouth)  # fmt: skip
+        logger.warning(
+            "data.pose_mouth=%s but the image step %s was trained with pose_mouth=%s: its UNet and pose "
+            "guider saw different pose images",
+            pose_mouth,
+            image_final,
+            image_mouth,
+        )
 
 
 def build_trainee(cfg: Stage2Train, parts: dict[str, nn.Module]) -> Stage2Trainee:
@@ -258,10 +271,17 @@ def build_trainee(cfg: Stage2Train, parts: dict[str, nn.Module]) -> Stage2Traine
     video = cfg.step == "video"  # the image step has no audio modules (spec §5.5)
     audio_projection, audio_adapter = (parts[k] if video else None for k in ("audio_projection", "audio_adapter"))
     install_stage2_processors(parts["unet"], parts["reference_unet"], audio_adapter)
-    trainee = Stage2Trainee(parts["unet"], parts["reference_unet"], parts["pose_guider"], audio_projection,
-                            audio_adapter)  # fmt: skip
-    freeze_for_step(trainee.unet, trainee.reference_unet, trainee.pose_guider, trainee.audio_adapter,
-                    trainee.audio_projection, cfg.step)  # fmt: skip
+    trainee = Stage2Trainee(
+        parts["unet"], parts["reference_unet"], parts["pose_guider"], audio_projection, audio_adapter
+    )
+    freeze_for_step(
+        trainee.unet,
+        trainee.reference_unet,
+        trainee.pose_guider,
+        trainee.audio_adapter,
+        trainee.audio_projection,
+        cfg.step,
+    )
     if video:
         check_video_freeze(trainee)
     if cfg.gradient_checkpointing:
@@ -325,8 +345,18 @@ def stage2_loss(
     noisy = scheduler.add_noise(latents, noise, timesteps)  # x_t = sqrt(ab) x0 + sqrt(1 - ab) eps
     cond = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
     masks = None if cond["region_masks"] is None else [m.to(device) for m in cond["region_masks"]]
-    pred = trainee(noisy, timesteps, cond["ref_latents"], cond["clip_embeds"], keep_image, cond["pose_images"],
-                   cond["audio"], keep_audio, masks, obj.region_scales)  # fmt: skip
+    pred = trainee(
+        noisy,
+        timesteps,
+        cond["ref_latents"],
+        cond["clip_embeds"],
+        keep_image,
+        cond["pose_images"],
+        cond["audio"],
+        keep_audio,
+        masks,
+        obj.region_scales,
+    )
     target = v_target(scheduler, latents, noise, timesteps)  # (B, C, F, h, w)
     squared = (pred.float() - target.float()) ** 2  # (B, C, F, h, w)
     mse = squared.mean(dim=(1, 2, 3, 4))  # (B,)
@@ -388,16 +418,37 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
 
     # 4. Data.
     if cfg.step == "image":
-        train_set = Stage2ImageDataset(cfg.data.root, "train", cfg.data.size, cfg.data.min_gap,
-                                       tuple(cfg.data.crop_scale), tuple(cfg.data.crop_ratio), cfg.seed,
-                                       cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
+        train_set = Stage2ImageDataset(
+            cfg.data.root,
+            "train",
+            cfg.data.size,
+            cfg.data.min_gap,
+            tuple(cfg.data.crop_scale),
+            tuple(cfg.data.crop_ratio),
+            cfg.seed,
+            cfg.data.samples_per_clip,
+            cfg.data.pose_mouth,
+        )
     else:
-        train_set = Stage2VideoDataset(cfg.data.root, "train", cfg.data.size, cfg.data.num_frames, encoder, cfg.seed,
-                                       cfg.data.samples_per_clip, cfg.data.pose_mouth)  # fmt: skip
+        train_set = Stage2VideoDataset(
+            cfg.data.root,
+            "train",
+            cfg.data.size,
+            cfg.data.num_frames,
+            encoder,
+            cfg.seed,
+            cfg.data.samples_per_clip,
+            cfg.data.pose_mouth,
+        )
 
     # 5. Optimiser (trainable parameters only), constant LR after warm-up (spec §5.5).
-    optimizer = build_optimizer(parameter_groups(trainee, cfg.audio_lr), cfg.optim.name, cfg.optim.lr,
-                                cfg.optim.weight_decay, tuple(cfg.optim.betas))  # fmt: skip
+    optimizer = build_optimizer(
+        parameter_groups(trainee, cfg.audio_lr),
+        cfg.optim.name,
+        cfg.optim.lr,
+        cfg.optim.weight_decay,
+        tuple(cfg.optim.betas),
+    )
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
     trainee, optimizer, lr_scheduler = accelerator.prepare(trainee, optimizer, lr_scheduler)
 
@@ -409,14 +460,20 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
 
     # 7. Loop.
     trainee.train()
-    bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, disable=not main_process,
-               desc=f"stage2 {cfg.step}")  # fmt: skip
+    bar = tqdm(
+        range(start_step, cfg.max_steps),
+        initial=start_step,
+        total=cfg.max_steps,
+        disable=not main_process,
+        desc=f"stage2 {cfg.step}",
+    )
     for step in bar:
         seed_step(cfg.seed, step, rank)
         gen = step_generator(cfg.seed, step, rank)
         train_set.set_epoch(step * cfg.batch_size * world // len(train_set))
-        batch = collate([train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world,
-                                                             rank)])  # fmt: skip
+        batch = collate(
+            [train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world, rank)]
+        )
         inputs = encode_batch(batch, vae, image_encoder, gen)
         with accelerator.autocast():
             losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device)
@@ -493,17 +550,28 @@ def build_pipeline(
     if cfg.step == "image":  # fresh temporal modules are an identity and fresh MM-HAA adapters are zero: per-frame
         presets = preset(cfg.preset)
         unet = build_denoising_unet(model.unet, zero_init_motion_modules(MotionAdapter(**presets["motion_adapter"])))
-        projection = AudioProjection(**{**presets["audio_projection"], "num_layers": audio_spec["num_layers"],
-                                        "input_dim": audio_spec["dim"]})  # fmt: skip
+        projection = AudioProjection(
+            **{**presets["audio_projection"], "num_layers": audio_spec["num_layers"], "input_dim": audio_spec["dim"]}
+        )
         adapter = AudioAttentionAdapter.for_unet(
             unet, **{**presets["audio_adapter"], "placement": cfg.audio_placement}
         )
         unet, projection, adapter = (m.to(vae.device) for m in (unet, projection, adapter))
-    pipe = PoseToVideoPipeline(vae, image_encoder, model.reference_unet, unet, model.pose_guider, projection, adapter,
-                               make_stage2_scheduler(), audio_features=audio_spec,
-                               region_scales=tuple(cfg.validation.region_scales), window_frames=cfg.data.num_frames,
-                               overlap=cfg.data.num_frames // 3,  # spec §5.7: 12 / 4
-                               pose_mouth=cfg.data.pose_mouth)  # fmt: skip
+    pipe = PoseToVideoPipeline(
+        vae,
+        image_encoder,
+        model.reference_unet,
+        unet,
+        model.pose_guider,
+        projection,
+        adapter,
+        make_stage2_scheduler(),
+        audio_features=audio_spec,
+        region_scales=tuple(cfg.validation.region_scales),
+        window_frames=cfg.data.num_frames,
+        overlap=cfg.data.num_frames // 3,  # spec §5.7: 12 / 4
+        pose_mouth=cfg.data.pose_mouth,
+    )
     if encoder is not None:
         pipe.set_audio_encoder(encoder)
     return pipe
@@ -525,9 +593,18 @@ def validate(pipe: PoseToVideoPipeline, cfg: Stage2Train, run_dir: Path, step: i
     poses = PoseSequence.load(rec.path(cfg.data.root, "keypoints"))[:n]
     wave = load_audio(rec.path(cfg.data.root, "audio"), sample_rate=rec.sample_rate)
     wave = wave[: -(-n * rec.sample_rate // FPS)] if cfg.step == "video" else None  # image step: no audio modules
-    out = pipe(real[-1], poses, audio=wave, sample_rate=rec.sample_rate, height=size, width=size,
-               num_inference_steps=cfg.validation.num_inference_steps, guidance_scale=cfg.validation.guidance_scale,
-               generator=torch.Generator().manual_seed(cfg.seed), progress=False)  # fmt: skip
+    out = pipe(
+        real[-1],
+        poses,
+        audio=wave,
+        sample_rate=rec.sample_rate,
+        height=size,
+        width=size,
+        num_inference_steps=cfg.validation.num_inference_steps,
+        guidance_scale=cfg.validation.guidance_scale,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        progress=False,
+    )
     metrics = {"val_psnr": psnr(out.frames, real[:n]), "val_ssim": ssim(out.frames, real[:n])}
     print(f"stage2 {cfg.step} step {step}: val PSNR {metrics['val_psnr']:.2f} dB, SSIM {metrics['val_ssim']:.4f}")
     if log is not None:

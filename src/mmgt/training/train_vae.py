@@ -167,8 +167,9 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
 
     # 5. Loop.
     model.train()
-    bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, disable=not main_process,
-               desc="vae")  # fmt: skip
+    bar = tqdm(
+        range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, disable=not main_process, desc="vae"
+    )
     for step in bar:
         seed_step(cfg.seed, step, rank)
         gen = step_generator(cfg.seed, step, rank)

@@ -95,21 +95,38 @@ def evaluate_stage2(
         rows["ground_truth"].append({"mouth_r": _mouth_r(real, poses, wave, rec.sample_rate)})
         outputs = [real]
         for cond in conditions:
-            out = pipe(reference, poses, audio=wave if cond == "audio" else None, sample_rate=rec.sample_rate,
-                       height=size, width=size, num_inference_steps=num_inference_steps,
-                       guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed + i),
-                       progress=False).frames  # fmt: skip
+            out = pipe(
+                reference,
+                poses,
+                audio=wave if cond == "audio" else None,
+                sample_rate=rec.sample_rate,
+                height=size,
+                width=size,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                generator=torch.Generator().manual_seed(seed + i),
+                progress=False,
+            ).frames
             outputs.append(out)
             colour = torso_colour(out, poses)
-            rows[cond].append({
-                "psnr": psnr(out, real), "ssim": ssim(out, real),
-                "mouth_r": _mouth_r(out, poses, wave, rec.sample_rate),
-                "colour_error": float(np.linalg.norm(colour - ref_colour)), "colour": colour,
-            })  # fmt: skip
+            rows[cond].append(
+                {
+                    "psnr": psnr(out, real),
+                    "ssim": ssim(out, real),
+                    "mouth_r": _mouth_r(out, poses, wave, rec.sample_rate),
+                    "colour_error": float(np.linalg.norm(colour - ref_colour)),
+                    "colour": colour,
+                }
+            )
         if videos_dir is not None:
             Path(videos_dir).mkdir(parents=True, exist_ok=True)
-            save_video(Path(videos_dir) / f"{rec.id}.mp4", np.concatenate(outputs, axis=2), fps=FPS, audio=wave,
-                       sample_rate=rec.sample_rate)  # fmt: skip
+            save_video(
+                Path(videos_dir) / f"{rec.id}.mp4",
+                np.concatenate(outputs, axis=2),
+                fps=FPS,
+                audio=wave,
+                sample_rate=rec.sample_rate,
+            )
 
     # Identity: the output's clothing colour is nearest to its own reference (or one of the same colour).
     refs = np.stack(references)  # (N, 3)

@@ -20,10 +20,23 @@ from mmgt.errors import MmgtError
 Color = tuple[int, int, int]  # RGB
 SHIFT = 4  # cv2 sub-pixel bits: coordinates are drawn with 1/16-pixel precision
 PATTERNS = ("flat", "stripes", "gradient", "checker")
-SKIN_TONES: tuple[Color, ...] = ((255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 96), (160, 102, 66),
-                                 (120, 76, 50), (92, 58, 40))  # fmt: skip
-HAIR_COLORS: tuple[Color, ...] = ((30, 25, 22), (70, 45, 30), (120, 80, 45), (200, 165, 100), (150, 60, 30),
-                                  (170, 170, 170))  # fmt: skip
+SKIN_TONES: tuple[Color, ...] = (
+    (255, 224, 196),
+    (241, 194, 160),
+    (224, 172, 130),
+    (198, 134, 96),
+    (160, 102, 66),
+    (120, 76, 50),
+    (92, 58, 40),
+)
+HAIR_COLORS: tuple[Color, ...] = (
+    (30, 25, 22),
+    (70, 45, 30),
+    (120, 80, 45),
+    (200, 165, 100),
+    (150, 60, 30),
+    (170, 170, 170),
+)
 
 
 @dataclass(frozen=True)
@@ -118,8 +131,9 @@ def _line(img: np.ndarray, a: np.ndarray, b: np.ndarray, color: Color, thickness
 
 
 def _polyline(img: np.ndarray, points: np.ndarray, color: Color, thickness: float) -> None:
-    cv2.polylines(img, [_fx(points).reshape(-1, 1, 2)], False, color, max(1, int(round(thickness))), cv2.LINE_AA,
-                  SHIFT)  # fmt: skip
+    cv2.polylines(
+        img, [_fx(points).reshape(-1, 1, 2)], False, color, max(1, int(round(thickness))), cv2.LINE_AA, SHIFT
+    )
 
 
 @lru_cache(maxsize=8)
@@ -182,8 +196,22 @@ def _draw_torso(img: np.ndarray, kp: np.ndarray, ap: Appearance, size: int, arm_
     out = r * (ls - rs) / (np.linalg.norm(ls - rs) + 1e-6)
     up = np.array([out[1], -out[0]])  # perpendicular to the shoulder line, pointing up
     bottom = size + 2.0
-    _poly(img, np.array([rs - out, rs + up, ls + up, ls + out, lh + out, [lh[0] + out[0], bottom],
-                         [rh[0] - out[0], bottom], rh - out]), ap.shirt)  # fmt: skip
+    _poly(
+        img,
+        np.array(
+            [
+                rs - out,
+                rs + up,
+                ls + up,
+                ls + out,
+                lh + out,
+                [lh[0] + out[0], bottom],
+                [rh[0] - out[0], bottom],
+                rh - out,
+            ]
+        ),
+        ap.shirt,
+    )
     for p in (rs, ls):
         cv2.circle(img, tuple(_fx(p)), int(round(r * (1 << SHIFT))), ap.shirt, -1, cv2.LINE_AA, SHIFT)
 
@@ -201,8 +229,11 @@ def _draw_head(img: np.ndarray, kp: np.ndarray, ap: Appearance) -> None:
     centre, u, v, a, b = _head_frame(kp)
     if ap.long_hair:  # behind the head, down to the jaw
         back = _arc_points(centre, u, v, a * 1.2, b * 1.18)
-        _poly(img, np.concatenate([back, [centre - 1.2 * a * u + 0.9 * a * v, centre + 1.2 * a * u + 0.9 * a * v]]),
-              ap.hair)  # fmt: skip
+        _poly(
+            img,
+            np.concatenate([back, [centre - 1.2 * a * u + 0.9 * a * v, centre + 1.2 * a * u + 0.9 * a * v]]),
+            ap.hair,
+        )
     for ear in (_body(kp, "right_ear"), _body(kp, "left_ear")):
         _ellipse(img, ear, (0.16 * a, 0.26 * a), 0.0, _shade(ap.skin, 0.92))
     jaw = _face(kp, slice(0, 17))
@@ -264,8 +295,9 @@ def draw_figure(keypoints: np.ndarray, scores: np.ndarray, appearance: Appearanc
     """
     kp = np.asarray(keypoints, np.float64)
     if kp.shape != (NUM_KEYPOINTS, 2) or np.shape(scores) != (NUM_KEYPOINTS,):
-        raise MmgtError(f"draw_figure: expected keypoints (134, 2) and scores (134,), got {kp.shape}, "
-                        f"{np.shape(scores)}")  # fmt: skip
+        raise MmgtError(
+            f"draw_figure: expected keypoints (134, 2) and scores (134,), got {kp.shape}, {np.shape(scores)}"
+        )
     vis = np.asarray(scores) > VISIBILITY_THRESHOLD
     img = background(appearance, size).copy()
     shoulders = [BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]]

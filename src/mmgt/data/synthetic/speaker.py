@@ -125,10 +125,18 @@ def random_body(rng: np.random.Generator) -> BodyShape:
     """Random proportions within ranges that keep the whole upper body inside the frame."""
     u = lambda lo, hi: round(float(rng.uniform(lo, hi)), 4)  # noqa: E731
     return BodyShape(
-        head_size=u(0.095, 0.12), shoulder_half=u(0.18, 0.24), neck_length=u(0.06, 0.09),
-        upper_arm=u(0.18, 0.22), forearm=u(0.16, 0.2), hand_length=u(0.07, 0.09), torso_length=u(0.40, 0.46),
-        hip_half_ratio=u(0.7, 0.85), center_x=u(0.46, 0.54), shoulder_y=u(0.48, 0.54), mouth_max=u(0.28, 0.34),
-    )  # fmt: skip
+        head_size=u(0.095, 0.12),
+        shoulder_half=u(0.18, 0.24),
+        neck_length=u(0.06, 0.09),
+        upper_arm=u(0.18, 0.22),
+        forearm=u(0.16, 0.2),
+        hand_length=u(0.07, 0.09),
+        torso_length=u(0.40, 0.46),
+        hip_half_ratio=u(0.7, 0.85),
+        center_x=u(0.46, 0.54),
+        shoulder_y=u(0.48, 0.54),
+        mouth_max=u(0.28, 0.34),
+    )
 
 
 def _arc(x0, x1, y0, y1, n, bulge) -> np.ndarray:
@@ -146,13 +154,35 @@ def _face_template() -> np.ndarray:
     # Eyes: 6 points each; subject's right eye (image left) starts at its outer corner, the left at its inner one.
     eye_r = np.array([[-0.59, -0.25], [-0.48, -0.32], [-0.36, -0.32], [-0.25, -0.25], [-0.36, -0.18], [-0.48, -0.18]])
     eye_l = eye_r[[3, 2, 1, 0, 5, 4]] * [-1, 1]
-    outer = np.array([[-0.3, 0.55], [-0.2, 0.49], [-0.08, 0.46], [0, 0.48], [0.08, 0.46], [0.2, 0.49], [0.3, 0.55],
-                      [0.2, 0.62], [0.08, 0.65], [0, 0.66], [-0.08, 0.65], [-0.2, 0.62]])  # fmt: skip
-    inner = np.array([[-0.22, 0.55], [-0.08, 0.55], [0, 0.55], [0.08, 0.55], [0.22, 0.55], [0.08, 0.55], [0, 0.55],
-                      [-0.08, 0.55]])  # closed: upper and lower inner lips coincide  # fmt: skip
+    outer = np.array(
+        [
+            [-0.3, 0.55],
+            [-0.2, 0.49],
+            [-0.08, 0.46],
+            [0, 0.48],
+            [0.08, 0.46],
+            [0.2, 0.49],
+            [0.3, 0.55],
+            [0.2, 0.62],
+            [0.08, 0.65],
+            [0, 0.66],
+            [-0.08, 0.65],
+            [-0.2, 0.62],
+        ]
+    )
+    inner = np.array(
+        [[-0.22, 0.55], [-0.08, 0.55], [0, 0.55], [0.08, 0.55], [0.22, 0.55], [0.08, 0.55], [0, 0.55], [-0.08, 0.55]]
+    )  # closed: upper and lower inner lips coincide
     xy = np.concatenate([brow_r, brow_l, bridge, nostrils, eye_r, eye_l, outer, inner])
-    z = np.concatenate([np.full(10, 0.55), np.linspace(0.65, 0.95, 4), [0.7, 0.75, 0.8, 0.75, 0.7], np.full(12, 0.55),
-                        np.full(20, 0.75)])  # fmt: skip
+    z = np.concatenate(
+        [
+            np.full(10, 0.55),
+            np.linspace(0.65, 0.95, 4),
+            [0.7, 0.75, 0.8, 0.75, 0.7],
+            np.full(12, 0.55),
+            np.full(20, 0.75),
+        ]
+    )
     return np.concatenate([jaw, np.concatenate([xy, z[:, None]], axis=1)]).astype(np.float64)
 
 
@@ -197,7 +227,7 @@ class MotionPlan:
         return {
             "gestures": [
                 {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(g).items()} for g in self.gestures
-            ],  # fmt: skip
+            ],
             "nods": [[round(v, 4) for v in n] for n in self.nods],
             "blinks": [round(b, 4) for b in self.blinks],
         }
@@ -216,8 +246,16 @@ def plan_motion(drive: AudioDrive, rng: np.random.Generator) -> MotionPlan:
         hand = str(rng.choice(list(HAND_CHOICE_P), p=list(HAND_CHOICE_P.values())))
         angle = rng.uniform(np.deg2rad(-190.0), np.deg2rad(10.0))  # mostly upward/outward in image coordinates
         direction = (round(float(np.cos(angle)), 4), round(float(np.sin(angle)), 4))
-        gestures.append(Gesture(float(onset), hand, direction, float(rng.uniform(*STROKE_AMPLITUDE)),
-                                float(rng.uniform(*STROKE_S)), float(rng.uniform(*RETURN_S))))  # fmt: skip
+        gestures.append(
+            Gesture(
+                float(onset),
+                hand,
+                direction,
+                float(rng.uniform(*STROKE_AMPLITUDE)),
+                float(rng.uniform(*STROKE_S)),
+                float(rng.uniform(*RETURN_S)),
+            )
+        )
         nods.append((float(onset), float(rng.uniform(*NOD_DEG)), float(rng.uniform(*NOD_S))))
     duration = drive.num_frames / FPS
     blinks, tb = [], float(rng.uniform(0.2, BLINK_INTERVAL_S[1]))
@@ -353,9 +391,13 @@ def _hand(wrist: np.ndarray, elbow: np.ndarray, curl: np.ndarray, length: float,
     pts = [wrist]
     # (base along, base across, splay angle, 3 segment lengths) per finger, in hand lengths; the base is the thumb's
     # carpometacarpal joint or a finger's knuckle.
-    fingers = [(0.1, 0.12, 0.9, (0.2, 0.16, 0.13)), (0.45, 0.16, 0.18, (0.23, 0.14, 0.1)),
-               (0.46, 0.05, 0.05, (0.25, 0.16, 0.11)), (0.44, -0.06, -0.08, (0.23, 0.15, 0.1)),
-               (0.4, -0.15, -0.2, (0.19, 0.11, 0.08))]  # fmt: skip
+    fingers = [
+        (0.1, 0.12, 0.9, (0.2, 0.16, 0.13)),
+        (0.45, 0.16, 0.18, (0.23, 0.14, 0.1)),
+        (0.46, 0.05, 0.05, (0.25, 0.16, 0.11)),
+        (0.44, -0.06, -0.08, (0.23, 0.15, 0.1)),
+        (0.4, -0.15, -0.2, (0.19, 0.11, 0.08)),
+    ]
     for along, across, splay, segments in fingers:
         p = wrist + length * (along * u + across * v)
         pts.append(p)
@@ -419,8 +461,14 @@ def _place_head(kp: np.ndarray, drive: AudioDrive, plan: MotionPlan, body: BodyS
     proj = lambda p: centre[:, None, :] + w * np.einsum("tij,tkj->tki", rot, p)[..., :2]  # noqa: E731
     face_xy, ears_xy = proj(face), proj(ears)
     kp[:, list(FACE)] = face_xy
-    _set_body(kp, nose=face_xy[:, 30], right_eye=face_xy[:, 36:42].mean(1), left_eye=face_xy[:, 42:48].mean(1),
-              right_ear=ears_xy[:, 0], left_ear=ears_xy[:, 1])  # fmt: skip
+    _set_body(
+        kp,
+        nose=face_xy[:, 30],
+        right_eye=face_xy[:, 36:42].mean(1),
+        left_eye=face_xy[:, 42:48].mean(1),
+        right_ear=ears_xy[:, 0],
+        left_ear=ears_xy[:, 1],
+    )
 
 
 def animate(drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: int) -> PoseSequence:
@@ -435,8 +483,9 @@ def animate(drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: 
     return animate_with_events(drive, rng, body, size)[0]
 
 
-def animate_with_events(drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: int
-                        ) -> tuple[PoseSequence, dict]:  # fmt: skip
+def animate_with_events(
+    drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: int
+) -> tuple[PoseSequence, dict]:
     """:func:`animate` plus the JSON-serialisable gestures, nods and blinks it chose (for dataset metadata)."""
     if size < 16:
         raise MmgtError(f"size must be at least 16 pixels, got {size}")

@@ -105,8 +105,13 @@ class Syllable:
     loudness: float
 
     def to_json(self) -> list:
-        return [round(self.onset_s, 4), round(self.vowel_onset_s, 4), round(self.offset_s, 4), self.stressed,
-                round(self.loudness, 2)]  # fmt: skip
+        return [
+            round(self.onset_s, 4),
+            round(self.vowel_onset_s, 4),
+            round(self.offset_s, 4),
+            self.stressed,
+            round(self.loudness, 2),
+        ]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,8 +152,10 @@ def _vowel(f0: np.ndarray, formants: tuple[float, ...], voice: Voice, sr: int, r
     wave = (gain * np.sin(phase[:, None] * k[None, :])).sum(axis=1)
     wave /= np.sqrt(np.mean(wave**2)) + 1e-12
     if voice.breathiness > 0:
-        noise = signal.sosfilt(signal.butter(2, [500, min(6000, 0.45 * sr)], "bandpass", fs=sr, output="sos"),
-                               rng.standard_normal(len(f0)))  # fmt: skip
+        noise = signal.sosfilt(
+            signal.butter(2, [500, min(6000, 0.45 * sr)], "bandpass", fs=sr, output="sos"),
+            rng.standard_normal(len(f0)),
+        )
         wave += 0.5 * voice.breathiness * noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
     return wave / (np.sqrt(np.mean(wave**2)) + 1e-12)
 
@@ -360,8 +367,11 @@ def espeak_speech(text: str, voice: str = "en", rate: int = 160, pitch: int = 50
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise MmgtError("espeak-ng not found on PATH: install it (e.g. apt install espeak-ng) or turn TTS off")
-    proc = subprocess.run([exe, "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch)), "--stdout", text],
-                          capture_output=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [exe, "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch)), "--stdout", text],
+        capture_output=True,
+        check=False,
+    )
     if proc.returncode != 0 or not proc.stdout:
         raise MediaError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
     import soundfile

@@ -38,8 +38,12 @@ class Identity:
     voice: Voice
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "appearance": self.appearance.to_dict(), "body": self.body.to_dict(),
-                "voice": asdict(self.voice)}  # fmt: skip
+        return {
+            "name": self.name,
+            "appearance": self.appearance.to_dict(),
+            "body": self.body.to_dict(),
+            "voice": asdict(self.voice),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,11 +151,26 @@ def _write_one(job: tuple) -> object:
     cseed = clip_seed(seed, index)
     tts = _uses_tts(cseed, tts_fraction)
     clip = generate_clip(cseed, seconds, size, identity, tts=tts)
-    meta = {"generator": f"mmgt.synthetic/{GENERATOR_VERSION}", "seed": cseed, "identity": identity.name,
-            "events": clip.events}  # fmt: skip
-    return write_clip(out_dir, f"synth_{index:05d}", frames=clip.frames, wave=clip.wave, sample_rate=clip.sample_rate,
-                      pose=clip.pose, split=clip_split(index, n_identities), speaker=identity.name, fps=FPS,
-                      source="synthetic", meta=meta, video_options={"preset": "veryfast"})  # fmt: skip
+    meta = {
+        "generator": f"mmgt.synthetic/{GENERATOR_VERSION}",
+        "seed": cseed,
+        "identity": identity.name,
+        "events": clip.events,
+    }
+    return write_clip(
+        out_dir,
+        f"synth_{index:05d}",
+        frames=clip.frames,
+        wave=clip.wave,
+        sample_rate=clip.sample_rate,
+        pose=clip.pose,
+        split=clip_split(index, n_identities),
+        speaker=identity.name,
+        fps=FPS,
+        source="synthetic",
+        meta=meta,
+        video_options={"preset": "veryfast"},
+    )
 
 
 def write_synthetic_dataset(
@@ -188,17 +207,27 @@ def write_synthetic_dataset(
     from mmgt.data.manifest import write_manifest
 
     if clips < 1 or not seconds > 0 or workers < 1 or not 0.0 <= tts_fraction <= 1.0:
-        raise MmgtError(f"need clips >= 1, seconds > 0, workers >= 1 and 0 <= tts_fraction <= 1; got clips={clips}, "
-                        f"seconds={seconds}, workers={workers}, tts_fraction={tts_fraction}")  # fmt: skip
+        raise MmgtError(
+            f"need clips >= 1, seconds > 0, workers >= 1 and 0 <= tts_fraction <= 1; got clips={clips}, "
+            f"seconds={seconds}, workers={workers}, tts_fraction={tts_fraction}"
+        )
     if tts_fraction > 0 and not espeak_available():
         raise MmgtError("tts_fraction > 0 needs the espeak-ng binary on PATH (e.g. apt install espeak-ng)")
     out = Path(out_dir)
     people = make_identities(identities, seed)
     for person in people:
         _write_png(out / "identities" / f"{person.name}.png", reference_image(person, size))
-    config = {"generator_version": GENERATOR_VERSION, "clips": clips, "seconds": seconds, "size": size, "seed": seed,
-              "identities": [p.to_dict() for p in people], "tts_fraction": tts_fraction, "fps": FPS,
-              "sample_rate": SAMPLE_RATE}  # fmt: skip
+    config = {
+        "generator_version": GENERATOR_VERSION,
+        "clips": clips,
+        "seconds": seconds,
+        "size": size,
+        "seed": seed,
+        "identities": [p.to_dict() for p in people],
+        "tts_fraction": tts_fraction,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+    }
     with atomic_output(out / "synth_config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     jobs = [(str(out), i, seed, seconds, size, people[i % identities], identities, tts_fraction) for i in range(clips)]
