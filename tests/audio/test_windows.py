@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmgt.audio.windows import check_wave, pad_to, stack_context, window_slices
+from mmgt.audio.windows import pad_to, stack_context, window_slices
 from mmgt.errors import MmgtError
+from mmgt.utils.audio_io import check_wave
 
 
 def test_pad_to_repeats_last_row_or_zeros_and_trims():

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from mmgt.errors import MediaError, MmgtError
-from mmgt.utils.audio_io import is_silent, load_audio, resample, save_audio
+from mmgt.utils.audio_io import Audio, load_audio, resample, save_audio
 
 SRC_RATE = 44_100
 DURATION = 2.0
@@ -101,7 +101,7 @@ def test_load_audio_averages_channels_and_keeps_them_with_mono_false(tmp_path: P
     np.testing.assert_allclose(both[1], right, atol=1e-6)
     # Opposite channels cancel: the mono mix is silence.
     sf.write(path, np.stack([left, -left]).T, 16_000, subtype="FLOAT")
-    assert is_silent(load_audio(path))
+    assert Audio.load(path).is_silent()
 
 
 def test_load_audio_resamples_to_the_requested_rate(tmp_path: Path) -> None:
@@ -211,10 +211,26 @@ def test_resample() -> None:
         resample(wave, 0, 16_000)
 
 
-def test_is_silent() -> None:
-    assert is_silent(np.zeros(100))
-    assert is_silent(np.array([], dtype=np.float32))
-    assert is_silent(np.full(10, 5e-4))  # -66 dBFS
-    assert not is_silent(np.full(10, 1e-2))  # -40 dBFS
-    assert is_silent(np.full(10, 1e-2), threshold_db=-30)
-    assert not is_silent(np.array([0.0, -0.5, 0.0]))  # the peak counts, whatever its sign
+def test_silence_is_an_rms_below_minus_80_dbfs() -> None:
+    assert Audio(np.zeros(100), 16000).is_silent()
+    assert Audio(np.full(10, 5e-5), 16000).is_silent()  # -86 dBFS
+    assert not Audio(np.full(10, 5e-4), 16000).is_silent()  # -66 dBFS: quiet speech, not silence
+    assert not Audio(np.full(10, 1e-2), 16000).is_silent()
+
+
+def test_audio_checks_once_and_resamples_from_the_same_samples(tmp_path) -> None:
+    wave = (0.5 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)).astype(np.float32)
+    path = save_audio(tmp_path / "a.wav", wave, 44100)
+    speech = Audio.load(path)
+    assert speech.sample_rate == 44100 and speech.name == str(path)
+    assert speech.at(44100) is speech
+    assert speech.at(16000) is speech.at(16000)  # resampled once, kept
+    # The same samples as decoding the file at each rate.
+    np.testing.assert_array_equal(speech.at(16000).wave, load_audio(path, 16000))
+    np.testing.assert_array_equal(speech.at(48000).wave, load_audio(path, 48000))
+    assert speech.num_frames == 25 and speech.duration == 1.0
+    for bad, message in ((np.zeros((2, 4)), "mono"), (np.zeros(0), "empty"), (np.array([0.0, np.inf]), "NaN")):
+        with pytest.raises(MmgtError, match=message):
+            Audio(bad, 16000, name="x.wav")
+    with pytest.raises(MmgtError, match="sample rate"):
+        Audio(np.zeros(4), 0)

@@ -224,7 +224,7 @@ def test_writer_rejects_bad_input(tmp_path: Path) -> None:
             pass
     with pytest.raises(MmgtError, match=r"f.mp4: frames must be uint8 \(H, W, 3\) or \(N, H, W, 3\), got float32"):
         save_video(tmp_path / "f.mp4", np.zeros((2, 8, 8, 3), np.float32))
-    with pytest.raises(MmgtError, match=r"a.mp4: audio must be a mono \(N,\) waveform, got shape \(2, 100\)"):
+    with pytest.raises(MmgtError, match=r"a.mp4: audio: expected a mono waveform of shape \(N,\), got shape \(2, 100"):
         VideoWriter(tmp_path / "a.mp4", audio=np.zeros((2, 100), np.float32))
     with pytest.raises(MmgtError, match=r"x.avi: unsupported video container '.avi'"):
         VideoWriter(tmp_path / "x.avi")

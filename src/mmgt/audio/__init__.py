@@ -11,14 +11,13 @@ from mmgt.audio.features import (
 )
 from mmgt.audio.librosa_features import FEATURE_NAMES, LIBROSA_FEATURE_DIM, librosa_features
 from mmgt.audio.mel import mel_features
-from mmgt.audio.windows import check_wave, pad_to, stack_context, window_slices
+from mmgt.audio.windows import pad_to, stack_context, window_slices
 
 __all__ = [
     "FEATURE_NAMES",
     "LIBROSA_FEATURE_DIM",
     "FeatureCache",
     "SpeechEncoder",
-    "check_wave",
     "feature_spec",
     "librosa_features",
     "mel_features",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgt.audio.windows import check_wave
 from mmgt.errors import MmgtError
+from mmgt.utils.audio_io import check_wave
 from mmgt.utils.files import atomic_output
 
 logger = logging.getLogger(__name__)

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmgt.audio.windows import check_wave
 from mmgt.constants import FPS, SAMPLE_RATE, num_frames_for
 from mmgt.errors import MmgtError, ModelFolderError
-from mmgt.utils.audio_io import resample
+from mmgt.utils.audio_io import check_wave, resample
 from mmgt.utils.files import error_summary
 
 LAYER_MODES = ("last", "all")

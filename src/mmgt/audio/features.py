@@ -11,9 +11,10 @@ import numpy as np
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM, librosa_features
 from mmgt.audio.mel import mel_features
-from mmgt.audio.windows import check_wave, pad_to
+from mmgt.audio.windows import pad_to
 from mmgt.constants import FPS, LIBROSA_HOP, LIBROSA_SAMPLE_RATE, num_frames_for
 from mmgt.errors import MmgtError
+from mmgt.utils.audio_io import check_wave
 
 SPEC_VERSION = 1  # bump when a recipe changes its numbers, so stale caches miss
 STAGE1_WINDOW_FRAMES = 80  # 3.2 s SMGA window (spec §3.2)

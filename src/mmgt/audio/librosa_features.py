@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmgt.audio.windows import check_wave, pad_to
+from mmgt.audio.windows import pad_to
 from mmgt.constants import LIBROSA_HOP, LIBROSA_SAMPLE_RATE, num_frames_for
-from mmgt.utils.audio_io import resample
+from mmgt.utils.audio_io import check_wave, resample
 
 NUM_MFCC = 20
 NUM_CHROMA = 12

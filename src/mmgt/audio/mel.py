@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmgt.audio.windows import check_wave, pad_to
+from mmgt.audio.windows import pad_to
 from mmgt.constants import SAMPLE_RATE, num_frames_for
-from mmgt.utils.audio_io import resample
+from mmgt.utils.audio_io import check_wave, resample
 
 N_FFT = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms: 4 hops per 25 fps frame

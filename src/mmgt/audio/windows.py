@@ -1,4 +1,4 @@
-"""Time-axis helpers shared by the audio features: wave checks, the 25 fps grid, windows and context stacking.
+"""Time-axis helpers shared by the audio features: the 25 fps grid, windows and context stacking.
 
 Every feature in :mod:`mmgt.audio` is aligned to exactly ``T = num_frames_for(len(wave), sample_rate)`` rows
 (ceil(duration * 25)); :func:`pad_to` is the one place that pads or trims to that length. The helpers that act on
@@ -13,37 +13,6 @@ import torch
 from mmgt.errors import MmgtError
 
 Array = np.ndarray | torch.Tensor
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Waveforms
-# ---------------------------------------------------------------------------------------------------------------------
-def check_wave(wave: np.ndarray, sample_rate: int, name: str = "wave") -> np.ndarray:
-    """Validate a mono waveform and return it as a contiguous float32 array.
-
-    Args:
-        wave: (N,) samples, nominally in [-1, 1]. N may be 0 only if the caller handles empty audio.
-        sample_rate: samples per second, a positive integer.
-        name: how the argument is called in error messages (e.g. the file it came from).
-
-    Returns:
-        (N,) float32 array.
-
-    Raises:
-        MmgtError: not 1-D, not finite, or a non-positive sample rate.
-    """
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu().numpy()
-    wave = np.ascontiguousarray(wave, dtype=np.float32)
-    if wave.ndim != 1:
-        raise MmgtError(f"{name}: expected a mono waveform of shape (N,), got shape {wave.shape}")
-    if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise MmgtError(f"{name}: sample rate must be a positive integer, got {sample_rate}")
-    if wave.size == 0:
-        raise MmgtError(f"{name}: the waveform is empty")
-    if not np.isfinite(wave).all():
-        raise MmgtError(f"{name}: the waveform contains NaN or infinite samples")
-    return wave
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -41,12 +41,13 @@ def _run(args: argparse.Namespace) -> int:
     from mmgt.contracts import PoseSequence
     from mmgt.pipelines.audio_to_pose import AudioToPosePipeline, make_sampling_scheduler
     from mmgt.pose.detect import MediaPipeDetector, extract_poses, require_person
-    from mmgt.utils.audio_io import is_silent, load_audio
+    from mmgt.utils.audio_io import Audio
     from mmgt.utils.model_folders import require_pipeline_folder
 
     require_pipeline_folder(args.model, "stage-1 model")
-    wave = load_audio(args.audio)
-    if is_silent(wave):
+    speech = Audio.load(args.audio).at(16000)
+    wave = speech.wave
+    if speech.is_silent():
         print(f"mmgt: warning: {args.audio} is silent; the speaker will barely move")
     if args.image is not None:
         with MediaPipeDetector(static_image_mode=True) as detector:

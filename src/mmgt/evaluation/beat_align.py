@@ -28,6 +28,7 @@ from mmgt.constants import FPS, HANDS
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
 from mmgt.evaluation.keypoint_metrics import UPPER_BODY, PoseLike, pose_arrays
+from mmgt.utils.audio_io import check_wave
 
 # Joints whose speed defines kinematic beats: upper body (no legs) and both hands; the face moves with speech itself.
 BEAT_JOINTS: tuple[int, ...] = UPPER_BODY + HANDS
@@ -85,17 +86,6 @@ def kinematic_beats(
     return argrelextrema(speed, np.less, order=order)[0].astype(np.int64)
 
 
-def _check_wave(wave: np.ndarray, sr: int) -> np.ndarray:
-    wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim != 1:
-        raise MmgtError(f"wave: expected a mono 1-D waveform, got shape {wave.shape}")
-    if not sr > 0:
-        raise MmgtError(f"sr: sample rate must be positive, got {sr}")
-    if not np.isfinite(wave).all():
-        raise MmgtError("wave: contains NaN or infinite samples")
-    return wave
-
-
 def audio_onsets(wave: np.ndarray, sr: int, fps: float = FPS) -> np.ndarray:
     """Audio onset frames at ``fps``: librosa's spectral-flux onset detector, times rounded to the nearest frame.
 
@@ -109,7 +99,7 @@ def audio_onsets(wave: np.ndarray, sr: int, fps: float = FPS) -> np.ndarray:
     """
     import librosa  # heavy import, only needed here
 
-    wave = _check_wave(wave, sr)
+    wave = check_wave(wave, sr, name="wave")
     hop = max(1, round(sr * ONSET_HOP_SECONDS))
     times = librosa.onset.onset_detect(y=wave, sr=sr, hop_length=hop, units="time")
     return np.unique(np.round(np.asarray(times) * fps).astype(np.int64))

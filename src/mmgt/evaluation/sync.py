@@ -12,8 +12,8 @@ import numpy as np
 from mmgt.constants import FACE, FACE_OFFSET, FPS
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
-from mmgt.evaluation.beat_align import _check_wave
 from mmgt.evaluation.keypoint_metrics import PoseLike, pose_arrays
+from mmgt.utils.audio_io import check_wave
 
 # iBUG-68 inner lips: upper 61, 62, 63 face the lower 67, 66, 65 (60 and 64 are the corners).
 INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = tuple(
@@ -65,7 +65,7 @@ def audio_envelope(wave: np.ndarray, sr: int, num_frames: int, fps: float = FPS)
     Returns:
         (F,) float64 RMS amplitude per frame.
     """
-    wave = _check_wave(wave, sr).astype(np.float64)
+    wave = check_wave(wave, sr, name="wave").astype(np.float64)
     if num_frames < 0:
         raise MmgtError(f"num_frames: must be >= 0, got {num_frames}")
     # Rounded boundaries handle rates that are not a multiple of fps (e.g. 22,050 Hz at 25 fps = 882 per frame).

@@ -30,7 +30,6 @@ import torch
 from diffusers.utils import logging as dlogging
 
 from mmgt.audio.encoders import SpeechEncoder
-from mmgt.audio.windows import check_wave
 from mmgt.constants import FPS, SAMPLE_RATE, num_frames_for
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError, ModelFolderError
@@ -38,7 +37,7 @@ from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.pipelines.reference import prepare_reference
 from mmgt.pose.masks import MotionMasks, motion_masks
-from mmgt.utils.audio_io import resample
+from mmgt.utils.audio_io import check_wave, resample
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import feature_spec, stage2_audio_features
-from mmgt.audio.windows import check_wave, pad_to, stack_context
+from mmgt.audio.windows import pad_to, stack_context
 from mmgt.constants import FPS
 from mmgt.contracts import PoseSequence
 from mmgt.diffusion.guidance import cfg_combine
@@ -37,6 +37,7 @@ from mmgt.models.pose_guider import PoseGuider
 from mmgt.pipelines.sliding_window import context_windows
 from mmgt.pose.masks import branch_masks
 from mmgt.pose.render import pose_at_size, render_pose_sequence
+from mmgt.utils.audio_io import check_wave
 
 logger = logging.get_logger(__name__)
 

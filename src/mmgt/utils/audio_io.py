@@ -1,8 +1,15 @@
-"""Audio files in and out: decode anything FFmpeg reads to float32 mono at 16 kHz (spec §1), write wav."""
+"""Audio in and out: the one waveform check, the checked :class:`Audio` that crosses every boundary, file decoding
+(anything FFmpeg reads) and wav writing.
+
+A waveform is checked once, where it enters (a file decoded by :meth:`Audio.load`, or samples handed to
+:class:`Audio`); everything past that point trusts the type. The models read 16 kHz (spec §1) and the muxed audio
+track keeps 48 kHz; both are resampled from the same decoded samples.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -10,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from mmgt.constants import SAMPLE_RATE
+from mmgt.constants import FPS, SAMPLE_RATE, num_frames_for
 from mmgt.errors import MediaError, MmgtError
 from mmgt.utils.files import atomic_output, check_input_file, error_summary
 
@@ -20,6 +27,90 @@ _SOUNDFILE_SUFFIXES = {".wav", ".flac"}
 
 # Full scale of integer sample formats: int16 32767 -> ~1.0.
 _INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, np.dtype(np.int64): 2.0**63}
+
+
+SILENCE_RMS = 1e-4  # RMS below this (about -80 dBFS) is silence: generation allows it, with a warning
+
+
+def check_wave(wave: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarray:
+    """THE waveform check: a mono waveform as a contiguous float32 array, or a one-line error naming ``name``.
+
+    Args:
+        wave: (N,) samples, nominally in [-1, 1] (a numpy array, a torch tensor or a sequence).
+        sample_rate: samples per second, a positive integer.
+        name: how the waveform is called in error messages (e.g. the file it came from).
+
+    Returns:
+        (N,) float32 array (the input itself when it already is one).
+
+    Raises:
+        MmgtError: not 1-D, empty, not finite, or a non-positive sample rate.
+    """
+    if hasattr(wave, "detach"):  # a torch tensor
+        wave = wave.detach().cpu().numpy()
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise MmgtError(f"{name}: expected a mono waveform of shape (N,), got shape {wave.shape}")
+    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise MmgtError(f"{name}: sample rate must be a positive integer, got {sample_rate}")
+    if wave.size == 0:
+        raise MmgtError(f"{name}: the waveform is empty")
+    if not np.isfinite(wave).all():
+        raise MmgtError(f"{name}: the waveform contains NaN or infinite samples")
+    return wave
+
+
+@dataclass(frozen=True, eq=False)
+class Audio:
+    """Mono speech, checked once: ``wave`` (N,) float32, finite, non-empty, at ``sample_rate`` Hz.
+
+    Pipelines, writers and the app take this type and do not check the samples again. :meth:`at` resamples from
+    these samples (soxr "HQ", clipped to [-1, 1]) and keeps the result, so a file decoded once serves the 16 kHz
+    the models read and the 48 kHz of the output's audio track.
+
+    Example:
+        >>> speech = Audio.load("talk.m4a")  # doctest: +SKIP
+        >>> speech.at(16000).wave.shape, speech.duration
+    """
+
+    wave: np.ndarray
+    sample_rate: int
+    name: str = "audio"
+    _resampled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wave", check_wave(self.wave, self.sample_rate, self.name))
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Audio:
+        """Decode ``path`` once, at its own rate (mono); a one-line MediaError names the file and the problem."""
+        wave, rate = _decode_mono(check_input_file(path))
+        return cls(wave, rate, name=str(path))
+
+    def at(self, sample_rate: int) -> Audio:
+        """The same speech at ``sample_rate`` Hz (this object when the rate already matches)."""
+        sample_rate = int(sample_rate)
+        if sample_rate == self.sample_rate:
+            return self
+        if sample_rate not in self._resampled:
+            wave = resample(self.wave, self.sample_rate, sample_rate)
+            self._resampled[sample_rate] = Audio(np.clip(wave, -1.0, 1.0, out=wave), sample_rate, self.name)
+        return self._resampled[sample_rate]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.wave) / self.sample_rate
+
+    @property
+    def num_frames(self) -> int:
+        """Video frames covering the speech at 25 fps: exactly ceil(duration x 25)."""
+        return num_frames_for(len(self.wave), self.sample_rate, FPS)
+
+    def is_silent(self) -> bool:
+        """RMS below :data:`SILENCE_RMS` (about -80 dBFS)."""
+        return float(np.sqrt(np.mean(self.wave.astype(np.float64) ** 2))) < SILENCE_RMS
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, mono: bool = True) -> np.ndarray:
@@ -41,14 +132,15 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, mono: bo
         MediaError: the file is missing, empty, not decodable, has no audio stream or decodes to no samples. The
             message starts with the path.
     """
-    path = check_input_file(path)
     if int(sample_rate) <= 0:
         raise MmgtError(f"sample_rate must be positive, got {sample_rate}")
-    wave, file_rate = _decode(path)  # (C, N) float32 at the file's rate
-    if wave.shape[1] == 0:
-        raise MediaError(f"{path}: audio stream decoded to 0 samples")
+    path = check_input_file(path)
     if mono:
-        wave = wave.mean(axis=0)
+        wave, file_rate = _decode_mono(path)
+    else:
+        wave, file_rate = _decode(path)  # (C, N) float32 at the file's rate
+        if wave.shape[1] == 0:
+            raise MediaError(f"{path}: audio stream decoded to 0 samples")
     wave = resample(wave, file_rate, int(sample_rate))
     return np.clip(wave, -1.0, 1.0, out=wave)
 
@@ -100,18 +192,18 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
-def is_silent(wave: np.ndarray, threshold_db: float = -60.0) -> bool:
-    """True when the peak amplitude is below ``threshold_db`` dB relative to full scale (1.0); empty is silent."""
-    wave = np.asarray(wave)
-    if wave.size == 0:
-        return True
-    peak = float(np.max(np.abs(wave)))
-    return peak < 10.0 ** (threshold_db / 20.0)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------------------------------
+def _decode_mono(path: Path) -> tuple[np.ndarray, int]:
+    """(N,) float32 mono samples (channels averaged) clipped to [-1, 1], and their rate."""
+    wave, rate = _decode(path)
+    if wave.shape[1] == 0:
+        raise MediaError(f"{path}: audio stream decoded to 0 samples")
+    wave = wave.mean(axis=0)
+    return np.clip(wave, -1.0, 1.0, out=wave), rate
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """(C, N) float32 samples and their rate; soundfile for wav/flac, PyAV for everything else."""
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:

@@ -21,9 +21,9 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmgt.constants import FPS, SAMPLE_RATE
+from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
 from mmgt.errors import MediaError, MmgtError
-from mmgt.utils.audio_io import resample
+from mmgt.utils.audio_io import check_wave, resample
 from mmgt.utils.files import check_input_file, error_summary, temp_path_for
 
 # Containers the writer accepts (all hold H.264 + AAC); mp4-family files get the index up front for web playback.
@@ -507,16 +507,10 @@ def _as_rate(fps: float | Fraction, name: str) -> Fraction:
 
 
 def _prepare_audio(audio: np.ndarray | None, sample_rate: int, path: Path) -> tuple[np.ndarray | None, int]:
-    """Validate the waveform and bring it to a rate AAC can code."""
+    """Check the waveform and bring it to a rate AAC can code."""
     if audio is None:
         return None, int(sample_rate)
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise MmgtError(f"{path}: audio must be a mono (N,) waveform, got shape {audio.shape}")
-    if not np.isfinite(audio).all():
-        raise MmgtError(f"{path}: audio contains NaN or infinite values")
-    if int(sample_rate) <= 0:
-        raise MmgtError(f"{path}: sample_rate must be positive, got {sample_rate}")
+    audio = check_wave(audio, sample_rate, name=f"{path}: audio")
     if int(sample_rate) not in _AAC_RATES:
-        return resample(audio, int(sample_rate), 48_000), 48_000
+        return resample(audio, int(sample_rate), MUX_SAMPLE_RATE), MUX_SAMPLE_RATE
     return audio, int(sample_rate)
