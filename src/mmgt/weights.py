@@ -206,21 +206,19 @@ def check_model_folder(folder: str | os.PathLike) -> list[PartStatus]:
         ModelFolderError: ``folder`` does not exist.
     """
     from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
-    from mmgt.pipelines.mmgt_pipeline import CONFIG_NAME, DEFAULTS, FORMAT, VERSION
+    from mmgt.pipelines.model_folder import CONFIG_NAME, FORMAT, read_model_config
     from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 
     root = _existing(folder)
     top = _Part(CONFIG_NAME, root / CONFIG_NAME)
     if not top.path.is_file():
         top.add("missing", "not found (the top-level config)")
-    elif isinstance(meta := _read_json(top, top.path), dict):
-        if (meta.get("format"), meta.get("version")) != (FORMAT, VERSION):
-            top.add("mismatched", f"format {meta.get('format')!r} v{meta.get('version')} is not {FORMAT!r} v{VERSION}")
-        if unknown := sorted(set(meta.get("config", {})) - set(DEFAULTS)):
-            top.add("mismatched", f"unknown settings {unknown}; known: {sorted(DEFAULTS)}")
-        top.info = f"{FORMAT} v{VERSION}"
-    elif meta is not None:
-        top.add("incomplete", "is not a JSON object")
+    else:
+        try:
+            config = read_model_config(root)  # the one reader of the format, as from_pretrained uses it
+            top.info = f"{FORMAT} v{config.version}"
+        except ModelFolderError as e:
+            top.add("mismatched", str(e).removeprefix(f"{top.path}: "))
     results = [top.result()]
     recipes = {}
     for stage, pipeline in ((1, AudioToPosePipeline), (2, PoseToVideoPipeline)):

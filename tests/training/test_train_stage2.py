@@ -31,6 +31,7 @@ from mmgt.training.train_stage2 import (
     trainable_counts,
     video_step_components,
 )
+from mmgt.utils.audio_io import Audio
 
 TINY = [
     "data.size=64",
@@ -129,7 +130,7 @@ def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_
     frames = pipe(
         ref,
         poses,
-        audio=np.zeros(16000 * 3 // 25, np.float32),
+        Audio(np.zeros(16000 * 3 // 25, np.float32), 16000),
         height=64,
         width=64,
         num_inference_steps=2,
