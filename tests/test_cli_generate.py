@@ -17,6 +17,7 @@ from skimage import data
 from builders import tiny_stage1, tiny_stage2
 from mmgt.cli import main
 from mmgt.data.synthetic.world import make_identities, reference_image
+from mmgt.errors import MmgtError
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
 from mmgt.utils.audio_io import save_audio
 from mmgt.utils.video_io import probe_video
@@ -242,3 +243,26 @@ def test_without_flags_the_model_folders_sampling_values_are_used_and_flags_over
     flags = ["--steps", "1", "--guidance", "4", "--pose-steps", "1", "--pose-guidance", "1"]
     assert main([*argv, "-o", str(tmp_path / "b.mp4"), *flags]) == 0
     assert seen == [("stage1", 1, 1.0)] * 4 + [("stage2", 4.0)] and steps == [1 * 4]
+
+
+def test_a_failure_mid_video_leaves_no_output_preview_or_intermediates(files, tmp_path, monkeypatch, capsys):
+    import mmgt.pipelines.pose_to_video as stage2_module
+
+    real = stage2_module.PoseToVideoPipeline.iter_decoded
+
+    def fails_after_one_chunk(self, latents, chunk_size):
+        yield next(real(self, latents, chunk_size))  # frames reach every writer ...
+        raise MmgtError("decoder ran out of memory")  # ... then the run fails
+
+    monkeypatch.setattr(stage2_module.PoseToVideoPipeline, "iter_decoded", fails_after_one_chunk)
+    code, out, captured = _generate(
+        files,
+        tmp_path,
+        capsys,
+        "--preview",
+        str(tmp_path / "side.mp4"),
+        "--save-intermediates",
+        str(tmp_path / "inter"),
+    )
+    _assert_refused(code, out, captured, "decoder ran out of memory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, preview, intermediates folder or temp file

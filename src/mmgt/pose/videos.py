@@ -1,7 +1,8 @@
 """Pose and motion-mask pictures and videos, streamed chunk by chunk so memory does not grow with the length.
 
-Used by ``mmgt pose render``, ``mmgt audio2pose --render``, the intermediates of ``mmgt generate`` and the app; the
-masks come from :func:`mmgt.pose.masks.motion_masks`, once per chunk.
+Used by ``mmgt pose render``, ``mmgt audio2pose --render``, the intermediates and preview of ``mmgt generate`` and
+the app. Each chunk is rendered once and its masks come from :func:`mmgt.pose.masks.motion_masks` once; a caller
+that also draws a preview reuses both.
 """
 
 from __future__ import annotations
@@ -32,6 +33,56 @@ def mask_overlay(masks: MotionMasks) -> np.ndarray:
     return out
 
 
+class PoseVideos:
+    """The pose video (with the audio) and the three mask videos ``{lips,face_hands,hands}.mp4``, fed in chunks.
+
+    Use as a context manager: the files appear only when the block ends without an error.
+
+    Args:
+        pose_video: the pose video to write (None: none).
+        masks_dir: folder for the mask videos (white inside the mask, black outside; None: none).
+        fps: frame rate of the poses.
+        audio: muxed into the pose video.
+    """
+
+    def __init__(
+        self,
+        pose_video: str | Path | None,
+        masks_dir: str | Path | None,
+        fps: float,
+        audio: Audio | None = None,
+    ):
+        track = {} if audio is None else {"audio": audio.wave, "sample_rate": audio.sample_rate}
+        self._stack = ExitStack()
+        self.writers: dict[str, VideoWriter] = {}
+        if pose_video is not None:
+            self.writers["pose"] = VideoWriter(pose_video, fps=fps, **track)
+        if masks_dir is not None:
+            self.writers.update({n: VideoWriter(Path(masks_dir) / f"{n}.mp4", fps=fps) for n in MOTION_MASKS})
+
+    def __enter__(self) -> PoseVideos:
+        for writer in self.writers.values():
+            self._stack.enter_context(writer)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+    def write(self, chunk: PoseSequence) -> tuple[np.ndarray, MotionMasks]:
+        """Render ``chunk`` and its masks, write them; returns the (n, H, W, 3) pose frames and the masks."""
+        rendered, masks = render_pose_sequence(chunk), motion_masks(chunk)
+        if "pose" in self.writers:
+            self.writers["pose"].write(rendered)
+        for name in MOTION_MASKS:
+            if name in self.writers:
+                self.writers[name].write(mask_frames_to_uint8(getattr(masks, name)))
+        return rendered, masks
+
+    @property
+    def paths(self) -> list[Path]:
+        return [w.path for w in self.writers.values()]
+
+
 def write_pose_videos(
     pose: PoseSequence,
     pose_video: str | Path | None = None,
@@ -39,36 +90,19 @@ def write_pose_videos(
     size: int | None = None,
     audio: Audio | None = None,
 ) -> list[Path]:
-    """Stream the pose video (with ``audio`` muxed) and the mask videos ``masks_dir/{lips,face_hands,hands}.mp4``.
+    """Stream a whole pose sequence into :class:`PoseVideos` (one frame per pose frame, at the pose's fps).
 
     Args:
-        pose: the pose sequence; every video has exactly one frame per pose frame, at the pose's fps.
-        pose_video: the pose video to write (None: none).
-        masks_dir: folder for the three mask videos (white inside the region, black outside; None: none).
         size: square side in pixels (even, >= 16); default the pose's larger side.
-        audio: muxed into the pose video.
 
     Returns:
-        The written paths, pose video first. Each file appears only when complete.
+        The written paths, pose video first.
     """
     size = size or max(pose.width, pose.height)
     if size < 16 or size % 2:
         raise MmgtError(f"video size must be an even number >= 16, got {size}")
     pose = pose.rescaled(size, size)
-    track = {} if audio is None else {"audio": audio.wave, "sample_rate": audio.sample_rate}
-    with ExitStack() as stack:
-        writers = {}
-        if pose_video is not None:
-            writers["pose"] = stack.enter_context(VideoWriter(pose_video, fps=pose.fps, **track))
-        if masks_dir is not None:
-            for name in MOTION_MASKS:
-                writers[name] = stack.enter_context(VideoWriter(Path(masks_dir) / f"{name}.mp4", fps=pose.fps))
+    with PoseVideos(pose_video, masks_dir, pose.fps, audio) as videos:
         for start in range(0, pose.num_frames, RENDER_CHUNK):
-            chunk = pose[start : start + RENDER_CHUNK]
-            if "pose" in writers:
-                writers["pose"].write(render_pose_sequence(chunk))
-            if masks_dir is not None:
-                masks = motion_masks(chunk)
-                for name in MOTION_MASKS:
-                    writers[name].write(mask_frames_to_uint8(getattr(masks, name)))
-    return [w.path for w in writers.values()]
+            videos.write(pose[start : start + RENDER_CHUNK])
+    return videos.paths
