@@ -67,7 +67,7 @@ class AudioToPosePipeline(DiffusionPipeline):
         sampler: str = _defaults.sampler,
     ):
         super().__init__()
-        sampling = PoseSampling(num_inference_steps, guidance_scale, eta, sampler)
+        sampling = PoseSampling.from_config(locals())  # the sampling arguments above, checked
         self.register_modules(denoiser=denoiser, scheduler=scheduler)
         self.register_to_config(
             audio_features=audio_features or feature_spec(None),
@@ -148,9 +148,7 @@ class AudioToPosePipeline(DiffusionPipeline):
             smooth_span, smooth_anchors: cubic-spline blending at window boundaries (0 disables).
         """
         self.check_inputs(audio, reference_pose, num_candidates)
-        sampling = self.sampling.override(
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, eta=eta, sampler=sampler
-        )
+        sampling = self.sampling.override(**PoseSampling.values_in(locals()))  # None: the saved value
         speech = audio.at(SAMPLE_RATE)
         wave, sample_rate = speech.wave, speech.sample_rate
         scheduler = self.sampling_scheduler(sampling.sampler)

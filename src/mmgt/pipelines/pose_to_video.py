@@ -105,16 +105,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
         super().__init__()
         audio_features = audio_features or feature_spec(None, stage=2)
         _check_audio_projection(audio_projection, audio_features)
-        sampling = VideoSampling(
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            audio_guidance_scale=audio_guidance_scale,
-            branch_weights=branch_weights if region_scales is None else region_scales,
-            uncond_reference=uncond_reference,
-            window_frames=window_frames,
-            overlap=overlap,
-            closed_loop=closed_loop,
-        )
+        arguments = locals() if region_scales is None else {**locals(), "branch_weights": region_scales}
+        sampling = VideoSampling.from_config(arguments)  # the sampling arguments above, checked
         self.register_modules(
             vae=vae,
             image_encoder=image_encoder,
@@ -414,16 +406,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         Returns:
             :class:`PoseToVideoPipelineOutput` with ``frames`` (F, H, W, 3) uint8, or None when streamed.
         """
-        sampling = self.sampling.override(
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            audio_guidance_scale=audio_guidance_scale,
-            branch_weights=branch_weights,
-            uncond_reference=uncond_reference,
-            window_frames=window_frames,
-            overlap=overlap,
-            closed_loop=closed_loop,
-        )
+        sampling = self.sampling.override(**VideoSampling.values_in(locals()))  # None: the saved value
         height, width = self.check_inputs(
             poses, audio, height, width, sampling, decode_chunk_size, output_type, frame_callback
         )

@@ -34,9 +34,14 @@ class _Settings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
+    def values_in(cls, mapping) -> dict:
+        """The entries of ``mapping`` (a config, or a call's ``locals()``) that are settings of this class."""
+        return {f.name: mapping[f.name] for f in fields(cls) if f.name in mapping}
+
+    @classmethod
     def from_config(cls, config) -> _Settings:
         """The settings stored in a pipeline config (missing keys: the class defaults)."""
-        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+        return cls(**cls.values_in(config))
 
 
 @dataclass(frozen=True)
