@@ -29,7 +29,8 @@ from mmgt.data.preprocess import (
 from mmgt.data.synthetic.speech import synthesize_speech
 from mmgt.errors import MediaError, MmgtError, NoPersonError
 from mmgt.utils.audio_io import load_audio
-from mmgt.utils.video_io import VideoWriter, probe_video, read_video_frames
+from mmgt.utils.video_io import probe_video, read_video_frames
+from mmgt.utils.video_writer import VideoWriter
 
 R_SH, L_SH = BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]
 

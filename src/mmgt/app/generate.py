@@ -23,7 +23,7 @@ from mmgt.pose.masks import motion_masks
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.files import atomic_output
-from mmgt.utils.video_io import VideoWriter
+from mmgt.utils.video_writer import VideoWriter
 
 logger = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _is_video(path: Path) -> bool:
-    from mmgt.pose.detect import VIDEO_SUFFIXES
+    from mmgt.utils.video_io import VIDEO_SUFFIXES
 
     return path.suffix.lower() in VIDEO_SUFFIXES
 
@@ -88,7 +88,7 @@ def render_outputs(
     from mmgt.errors import MmgtError
     from mmgt.pose.masks import mask_frames_to_uint8, motion_masks
     from mmgt.pose.render import render_pose_sequence
-    from mmgt.utils.video_io import VideoWriter
+    from mmgt.utils.video_writer import VideoWriter
 
     size = size or max(pose.width, pose.height)
     if size < 16 or size % 2:

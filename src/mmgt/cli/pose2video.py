@@ -54,7 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
     from mmgt.contracts import PoseSequence
     from mmgt.utils.audio_io import load_audio
-    from mmgt.utils.video_io import VideoWriter, read_image
+    from mmgt.utils.image_io import read_image
+    from mmgt.utils.video_writer import VideoWriter
 
     image = read_image(args.image)
     poses = PoseSequence.load(args.pose)

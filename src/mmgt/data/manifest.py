@@ -26,7 +26,7 @@ from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError
 from mmgt.utils.audio_io import save_audio
 from mmgt.utils.files import atomic_output, sha256_file
-from mmgt.utils.video_io import save_video
+from mmgt.utils.video_writer import save_video
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_VERSION = 1
@@ -101,7 +101,7 @@ def write_clip(
         frames: (F, H, W, 3) uint8 RGB video frames.
         wave: (N,) float32 mono audio at ``sample_rate`` (resampled to 16 kHz when different).
         pose: keypoints for the same F frames, in pixels of the video size.
-        video_options: extra :class:`mmgt.utils.video_io.VideoWriter` settings (e.g. ``{"preset": "veryfast"}``).
+        video_options: extra :class:`mmgt.utils.video_writer.VideoWriter` settings (e.g. ``{"preset": "veryfast"}``).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:

@@ -35,9 +35,8 @@ from mmgt.errors import MediaError, MmgtError
 from mmgt.pose.detect import MediaPipeDetector, extract_poses, person_visible
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.files import atomic_output, error_summary, sha256_file
-from mmgt.utils.video_io import iter_video_frames, probe_video
+from mmgt.utils.video_io import VIDEO_SUFFIXES, iter_video_frames, probe_video
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 RECORDS_DIR = "records"
 REPORT_NAME = "preprocess_report.json"
 MIN_PERSON_SHARE = 0.5  # a clip needs a face or both shoulders on at least half of its frames (as `data check`)
@@ -100,7 +99,8 @@ class _Result:
 # Inputs: files, ids, speakers, splits, pieces
 # ---------------------------------------------------------------------------------------------------------------------
 def find_videos(videos_dir: str | os.PathLike) -> list[Path]:
-    """Every file under ``videos_dir`` (recursively) with a suffix in :data:`VIDEO_SUFFIXES`, sorted by path."""
+    """Every file under ``videos_dir`` (recursively) with a suffix in :data:`~mmgt.utils.video_io.VIDEO_SUFFIXES`,
+    sorted by path."""
     root = Path(videos_dir)
     if not root.is_dir():
         raise MediaError(f"{root}: videos folder not found")
@@ -201,7 +201,7 @@ def preprocess_videos(
     """Preprocess every video under ``videos_dir`` into the dataset ``out_dir`` (docs/data.md).
 
     Args:
-        videos_dir: folder searched recursively for :data:`VIDEO_SUFFIXES` files.
+        videos_dir: folder searched recursively for :data:`~mmgt.utils.video_io.VIDEO_SUFFIXES` files.
         out_dir: dataset folder (created); finished clips found there are skipped.
         size: side of the square output frames in pixels (even).
         max_seconds: longest clip; longer videos are cut into consecutive clips ``<stem>-000``, ``<stem>-001``, ...

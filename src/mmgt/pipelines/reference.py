@@ -21,7 +21,7 @@ from mmgt.constants import BODY_INDEX, FACE, FPS, VISIBILITY_THRESHOLD
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError, MmgtError
 from mmgt.pose.detect import MediaPipeDetector, PoseDetector, require_person
-from mmgt.utils.video_io import read_image
+from mmgt.utils.image_io import read_image
 
 MIN_IMAGE_SIDE = 32  # smaller photos carry too little of a person to be a reference
 MODES = ("crop", "pad")

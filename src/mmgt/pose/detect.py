@@ -19,10 +19,12 @@ from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError, MmgtError, ModelFolderError, NoPersonError
 from mmgt.pose.convert import from_coco_wholebody, from_mediapipe_holistic
 from mmgt.pose.smoothing import smooth_poses
+from mmgt.utils import image_io, video_io
+from mmgt.utils.video_io import VIDEO_SUFFIXES
 
-# Sources are told apart by suffix (case-insensitive); anything else is rejected with a MediaError.
+# Sources are told apart by suffix (case-insensitive): these images, VIDEO_SUFFIXES videos; anything else is rejected
+# with a MediaError.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".gif"})
 
 
 @runtime_checkable
@@ -344,12 +346,10 @@ def _source_frames(source, fps: float | None) -> tuple[Iterable[np.ndarray], int
         raise MmgtError(f"source array must be (H, W, 3) or (F, H, W, 3), got shape {source.shape}")
     if not isinstance(source, (str, os.PathLike)):
         raise MmgtError(f"source must be an image/video path or an array, got {type(source).__name__}")
-    from mmgt.utils import video_io  # lazy: PyAV is only needed for files
-
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return [video_io.read_image(path)], 1, float(fps or FPS), True
+        return [image_io.read_image(path)], 1, float(fps or FPS), True
     if suffix in VIDEO_SUFFIXES:
         info = video_io.probe_video(path)
         out_fps = float(fps or info.fps)
@@ -379,8 +379,9 @@ def extract_poses(
     """Detect 134-point poses in an image, a video or frames.
 
     Args:
-        source: an image path (suffix in :data:`IMAGE_SUFFIXES`), a video path (:data:`VIDEO_SUFFIXES`), an
-            (H, W, 3) uint8 RGB image or (F, H, W, 3) uint8 RGB frames.
+        source: an image path (suffix in :data:`IMAGE_SUFFIXES`), a video path
+            (:data:`~mmgt.utils.video_io.VIDEO_SUFFIXES`), an (H, W, 3) uint8 RGB image or (F, H, W, 3) uint8 RGB
+            frames.
         detector: any :class:`PoseDetector`; default a :class:`MediaPipeDetector` (static mode for one image,
             tracking mode for videos and frame arrays), closed again before returning. A detector you pass in is
             left open.
