@@ -18,7 +18,6 @@ from mmgt.data.check import check_dataset
 from mmgt.data.crop import CropBox, auto_crop, fixed_crop
 from mmgt.data.manifest import read_manifest
 from mmgt.data.preprocess import (
-    REPORT_NAME,
     assign_split,
     clip_stems,
     find_videos,
@@ -26,6 +25,7 @@ from mmgt.data.preprocess import (
     preprocess_videos,
     speaker_of,
 )
+from mmgt.data.preprocess_records import REPORT_NAME
 from mmgt.data.synthetic.speech import synthesize_speech
 from mmgt.errors import MediaError, MmgtError, NoPersonError
 from mmgt.utils.audio_io import load_audio
