@@ -18,8 +18,9 @@ import numpy as np
 
 from mmgt.constants import FPS, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
+from mmgt.data.synthetic.body import BodyShape, random_body
 from mmgt.data.synthetic.figure import Appearance, draw_figure, draw_frames, random_appearance
-from mmgt.data.synthetic.speaker import BodyShape, animate_with_events, audio_drive, random_body, rest_pose
+from mmgt.data.synthetic.speaker import animate_with_events, audio_drive, rest_pose
 from mmgt.data.synthetic.speech import Voice, espeak_available, mix_tts, random_voice, synthesize_speech
 from mmgt.errors import MmgtError
 from mmgt.utils.files import atomic_output
