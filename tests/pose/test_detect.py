@@ -13,23 +13,19 @@ from mmgt.constants import BODY_INDEX, FACE, FACE_OFFSET, LEFT_HAND, NUM_KEYPOIN
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError, MmgtError, ModelFolderError, NoPersonError
 from mmgt.pose import detect
-from mmgt.pose.detect import (
+from mmgt.pose.detect import DWPoseDetector, MediaPipeDetector, PoseDetector, extract_poses, require_person
+from mmgt.pose.dwpose import (
     POSE_MEAN,
     POSE_STD,
-    DWPoseDetector,
-    MediaPipeDetector,
-    PoseDetector,
     box_center_scale,
     crop_matrix,
     crop_to_image,
     decode_simcc,
     decode_yolox,
-    extract_poses,
     letterbox,
     nms,
     person_boxes,
     pose_input,
-    require_person,
 )
 
 
