@@ -437,8 +437,9 @@ def test_cli_preprocess(small_videos, tmp_path, fake_detector, capsys):
     assert records[2].meta["crop"] == [0, 0, 64]  # portrait 64 x 96: the top rows
 
 
-def test_cli_rejects_bad_shard_and_ratios(capsys):
-    for bad in (["--shard", "2/2"], ["--shard", "x"], ["--split-ratios", "a,b,c"]):
+def test_cli_rejects_malformed_shard_and_ratios(capsys):
+    # Values of the right form but out of range (--shard 2/2) are library errors: tests/data/test_cli_data_errors.py.
+    for bad in (["--shard", "x"], ["--split-ratios", "a,b,c"]):
         with pytest.raises(SystemExit):
             main(["data", "preprocess", "in", "-o", "out", *bad])
     assert "I/N" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from mmgt.data.preprocess_records import (
     clip_origin,
     mark_done,
     mark_rejected,
+    open_dataset_dir,
     previous_outcome,
     rebuild_outputs,
     set_failure,
@@ -106,7 +107,7 @@ def find_videos(videos_dir: str | os.PathLike) -> list[Path]:
     sorted by path."""
     root = Path(videos_dir)
     if not root.is_dir():
-        raise MediaError(f"{root}: videos folder not found")
+        raise MediaError(f"{root}: videos folder not found" if not root.exists() else f"{root}: not a folder")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
@@ -221,12 +222,19 @@ def preprocess_videos(
 
     Returns:
         A :class:`PreprocessReport`; the manifest and ``preprocess_report.json`` are written to ``out_dir``.
+
+    Raises:
+        MmgtError: before anything is written: a bad argument, no videos under ``videos_dir`` (or no such folder),
+            or an ``out_dir`` that cannot be written or holds something other than a preprocessed dataset. Videos
+            that fail later are listed in the report instead.
     """
     split_ratios = tuple(float(r) for r in split_ratios)
     _check_arguments(size, max_seconds, min_seconds, workers, shard, crop_left, split_ratios)
     root, out = Path(videos_dir), Path(out_dir)
     # A dataset written inside the videos folder must not become input on the next run.
     videos = [p for p in find_videos(root) if not p.resolve().is_relative_to(out.resolve())]
+    if not videos:
+        raise MediaError(f"{root}: no videos in this folder or below (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
     rels = [p.relative_to(root).as_posix() for p in videos]
     stems = clip_stems(rels)
     settings = _settings(size, max_seconds, min_seconds, crop_left, smooth)
@@ -243,7 +251,7 @@ def preprocess_videos(
         for index, (path, rel) in enumerate(zip(videos, rels))
         if index % shard[1] == shard[0]  # the shard is taken from the full sorted list: shards never overlap
     ]
-    out.mkdir(parents=True, exist_ok=True)
+    open_dataset_dir(out)
     report = PreprocessReport()
     for job, result in _run_jobs(jobs, workers, progress):
         report.processed += result.processed

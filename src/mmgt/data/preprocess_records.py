@@ -15,11 +15,26 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from mmgt.data.manifest import ClipRecord, write_manifest
-from mmgt.utils.files import atomic_output, sha256_file
+from mmgt.data.manifest import MANIFEST_NAME, ClipRecord, write_manifest
+from mmgt.errors import MmgtError
+from mmgt.utils.files import atomic_output, make_output_dir, sha256_file
 
 RECORDS_DIR = "records"
 REPORT_NAME = "preprocess_report.json"
+
+
+def open_dataset_dir(out: Path) -> None:
+    """Create the dataset folder ``out`` (and its records folder), or check that an existing one can be resumed.
+
+    Raises:
+        MmgtError: ``out`` holds files but no ``records/`` folder (another dataset, e.g. a synthetic one, or unrelated
+            files), or it cannot be created or written.
+    """
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORDS_DIR).is_dir():
+        what = "a dataset not made by `mmgt data preprocess`" if (out / MANIFEST_NAME).exists() else "other files"
+        raise MmgtError(f"{out}: folder holds {what} (no {RECORDS_DIR}/ folder); choose a new or empty folder")
+    make_output_dir(out)
+    (out / RECORDS_DIR).mkdir(exist_ok=True)  # marks the folder as ours from the start (see above)
 
 
 def clip_origin(source_path: str, start_frame: int, settings: dict) -> dict:
