@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from mmgt.constants import FPS, SAMPLE_RATE
-from mmgt.contracts import PoseSequence
+from mmgt.data.check import MIN_PERSON_SHARE, person_share
 from mmgt.data.crop import CropBox, auto_crop, fixed_crop
 from mmgt.data.manifest import SPLITS, ClipRecord, write_clip
 from mmgt.data.preprocess_records import (
@@ -38,12 +38,11 @@ from mmgt.data.preprocess_records import (
     set_failure,
 )
 from mmgt.errors import MediaError, MmgtError
-from mmgt.pose.detect import MediaPipeDetector, extract_poses, person_visible
+from mmgt.pose.detect import MediaPipeDetector, extract_poses
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.files import error_summary
 from mmgt.utils.video_io import VIDEO_SUFFIXES, iter_video_frames, probe_video
 
-MIN_PERSON_SHARE = 0.5  # a clip needs a face or both shoulders on at least half of its frames (as `data check`)
 CROP_SAMPLES = 10  # frames per video, evenly spaced, on which the crop is measured
 SETTINGS_VERSION = 1  # bump when the processing changes, so that old records are redone
 
@@ -436,8 +435,3 @@ def _reject(job: _Job, name: str, start: int, reason: str, result: _Result) -> N
     """Record why a clip (or a whole too-short video, ``name`` = its stem) yields no clip."""
     mark_rejected(Path(job.out_dir), name, clip_origin(job.rel, start, job.settings), reason)
     result.rejected.append((name, reason))
-
-
-def person_share(pose: PoseSequence) -> float:
-    """Share of frames showing a person (:func:`mmgt.pose.detect.person_visible`)."""
-    return float(np.mean(person_visible(pose))) if pose.num_frames else 0.0
