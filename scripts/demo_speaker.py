@@ -11,7 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmgt.data.synthetic.speaker import BodyShape, rest_pose
+from mmgt.data.synthetic.body import BodyShape
+from mmgt.data.synthetic.speaker import rest_pose
 
 
 def main() -> None:

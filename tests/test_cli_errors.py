@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmgt.utils.video_io import save_video
+from mmgt.utils.video_writer import save_video
 
 
 def _run(*argv):

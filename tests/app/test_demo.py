@@ -12,7 +12,8 @@ from mmgt.contracts import PoseSequence
 from mmgt.errors import ModelFolderError
 from mmgt.evaluation.video_regions import torso_colour
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
-from mmgt.utils.video_io import probe_video, read_image, read_video_frames
+from mmgt.utils.image_io import read_image
+from mmgt.utils.video_io import probe_video, read_video_frames
 
 
 def test_bundled_demo_is_complete_and_small():

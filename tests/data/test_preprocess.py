@@ -18,7 +18,6 @@ from mmgt.data.check import check_dataset
 from mmgt.data.crop import CropBox, auto_crop, fixed_crop
 from mmgt.data.manifest import read_manifest
 from mmgt.data.preprocess import (
-    REPORT_NAME,
     assign_split,
     clip_stems,
     find_videos,
@@ -26,10 +25,12 @@ from mmgt.data.preprocess import (
     preprocess_videos,
     speaker_of,
 )
+from mmgt.data.preprocess_records import REPORT_NAME
 from mmgt.data.synthetic.speech import synthesize_speech
 from mmgt.errors import MediaError, MmgtError, NoPersonError
 from mmgt.utils.audio_io import load_audio
-from mmgt.utils.video_io import VideoWriter, probe_video, read_video_frames
+from mmgt.utils.video_io import probe_video, read_video_frames
+from mmgt.utils.video_writer import VideoWriter
 
 R_SH, L_SH = BODY_INDEX["right_shoulder"], BODY_INDEX["left_shoulder"]
 
@@ -436,8 +437,9 @@ def test_cli_preprocess(small_videos, tmp_path, fake_detector, capsys):
     assert records[2].meta["crop"] == [0, 0, 64]  # portrait 64 x 96: the top rows
 
 
-def test_cli_rejects_bad_shard_and_ratios(capsys):
-    for bad in (["--shard", "2/2"], ["--shard", "x"], ["--split-ratios", "a,b,c"]):
+def test_cli_rejects_malformed_shard_and_ratios(capsys):
+    # Values of the right form but out of range (--shard 2/2) are library errors: tests/data/test_cli_data_errors.py.
+    for bad in (["--shard", "x"], ["--split-ratios", "a,b,c"]):
         with pytest.raises(SystemExit):
             main(["data", "preprocess", "in", "-o", "out", *bad])
     assert "I/N" in capsys.readouterr().err

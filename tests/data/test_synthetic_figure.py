@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from mmgt.constants import BODY_INDEX, FACE_OFFSET, LIPS
+from mmgt.data.synthetic.body import BodyShape
 from mmgt.data.synthetic.figure import Appearance, background, draw_figure, draw_frames, random_appearance
-from mmgt.data.synthetic.speaker import NOISE_CURVES, AudioDrive, BodyShape, MotionPlan, pose_from_plan, rest_pose
+from mmgt.data.synthetic.speaker import NOISE_CURVES, AudioDrive, MotionPlan, pose_from_plan, rest_pose
 from mmgt.errors import MmgtError
 
 FLAT = Appearance(background=(200, 210, 220), background_pattern="flat")

@@ -7,14 +7,8 @@ import pytest
 from scipy.signal import find_peaks
 
 from mmgt.constants import BODY_INDEX, FACE_OFFSET, FEET, FPS, LEFT_HAND, LEGS, RIGHT_HAND, num_frames_for
-from mmgt.data.synthetic.speaker import (
-    AudioDrive,
-    BodyShape,
-    animate,
-    audio_drive,
-    random_body,
-    rest_pose,
-)
+from mmgt.data.synthetic.body import BodyShape, random_body
+from mmgt.data.synthetic.speaker import AudioDrive, animate, audio_drive, rest_pose
 from mmgt.data.synthetic.speech import VOICES, Syllable, synthesize_speech
 from mmgt.errors import MediaError, MmgtError
 

@@ -9,28 +9,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import mmgt.utils
 from mmgt.constants import BODY_INDEX, FACE, FACE_OFFSET, LEFT_HAND, NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError, MmgtError, ModelFolderError, NoPersonError
 from mmgt.pose import detect
-from mmgt.pose.detect import (
+from mmgt.pose.detect import DWPoseDetector, MediaPipeDetector, PoseDetector, extract_poses, require_person
+from mmgt.pose.dwpose import (
     POSE_MEAN,
     POSE_STD,
-    DWPoseDetector,
-    MediaPipeDetector,
-    PoseDetector,
     box_center_scale,
     crop_matrix,
     crop_to_image,
     decode_simcc,
     decode_yolox,
-    extract_poses,
     letterbox,
     nms,
     person_boxes,
     pose_input,
-    require_person,
 )
 
 
@@ -316,13 +311,13 @@ def _fake_video_io(monkeypatch, frames: np.ndarray, fps: float):
         calls["iter"] = (Path(path).name, fps)
         yield from frames
 
-    fake = SimpleNamespace(
-        read_image=lambda path: calls.setdefault("image", Path(path).name) and frames[0],
+    fake_video_io = SimpleNamespace(
         probe_video=lambda path: SimpleNamespace(num_frames=len(frames), fps=fps, width=8, height=6),
         iter_video_frames=iter_video_frames,
     )
-    monkeypatch.setitem(sys.modules, "mmgt.utils.video_io", fake)
-    monkeypatch.setattr(mmgt.utils, "video_io", fake, raising=False)
+    fake_image_io = SimpleNamespace(read_image=lambda path: calls.setdefault("image", Path(path).name) and frames[0])
+    monkeypatch.setattr(detect, "video_io", fake_video_io)
+    monkeypatch.setattr(detect, "image_io", fake_image_io)
     return calls
 
 
@@ -339,7 +334,7 @@ def test_extract_poses_dispatches_paths_by_suffix(monkeypatch):
 def test_extract_poses_reads_real_files(tmp_path):
     from PIL import Image
 
-    from mmgt.utils.video_io import save_video
+    from mmgt.utils.video_writer import save_video
 
     Image.fromarray(np.full((6, 8, 3), 40, np.uint8)).save(tmp_path / "ref.png")
     image_pose = extract_poses(tmp_path / "ref.png", detector=_MeanDetector())

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from mmgt.errors import MediaError
-from mmgt.utils.files import atomic_output, check_input_file, error_summary, sha256_file, temp_path_for
+from mmgt.errors import MediaError, MmgtError
+from mmgt.utils.files import (
+    atomic_output,
+    check_input_file,
+    error_summary,
+    make_output_dir,
+    sha256_file,
+    temp_path_for,
+)
 
 
 def test_atomic_output_renames_on_success(tmp_path: Path) -> None:
@@ -87,3 +94,15 @@ def test_error_summary_is_one_short_line_without_the_path() -> None:
     assert error_summary(ValueError("")) == "ValueError"
     long = error_summary(RuntimeError("y" * 500))
     assert len(long) == 200 and long.endswith("...")
+
+
+def test_make_output_dir_creates_checks_and_refuses_files(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+    assert make_output_dir(target) == target and target.is_dir()
+    assert list(target.iterdir()) == []  # the write probe is gone
+    assert make_output_dir(str(target)) == target  # an existing folder is fine
+    (tmp_path / "f").write_text("x")
+    for bad in (tmp_path / "f", tmp_path / "f" / "sub" / "out"):
+        with pytest.raises(MmgtError, match=rf"^{bad}: cannot create the folder: {tmp_path / 'f'} is a file$"):
+            make_output_dir(bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "f"]

@@ -25,7 +25,7 @@ from mmgt.pose.render import render_pose_sequence
 from mmgt.pose.videos import PoseVideos, mask_overlay
 from mmgt.utils.audio_io import Audio
 from mmgt.utils.files import atomic_output
-from mmgt.utils.video_io import VideoWriter
+from mmgt.utils.video_writer import VideoWriter
 
 
 @dataclass

@@ -63,7 +63,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _is_video(path: Path) -> bool:
-    from mmgt.pose.detect import VIDEO_SUFFIXES
+    from mmgt.utils.video_io import VIDEO_SUFFIXES
 
     return path.suffix.lower() in VIDEO_SUFFIXES
 

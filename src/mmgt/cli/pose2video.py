@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from mmgt.contracts import PoseSequence
     from mmgt.pipelines.reference import load_image
     from mmgt.utils.audio_io import Audio
-    from mmgt.utils.video_io import VideoWriter
+    from mmgt.utils.video_writer import VideoWriter
 
     image = load_image(args.image)
     poses = PoseSequence.load(args.pose)

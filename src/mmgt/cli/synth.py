@@ -16,7 +16,9 @@ def register(subparsers) -> None:
         "audio?' is measurable. Writes clips/<id>.mp4/.wav/.npz, manifest.jsonl, identities/<name>.png and "
         "synth_config.json. The same arguments always give the same audio and keypoint files.",
     )
-    p.add_argument("--out", type=Path, required=True, help="output dataset folder (created)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output dataset folder: new, empty, or made with the same arguments"
+    )
     p.add_argument("--clips", type=int, default=200, help="number of clips (default 200)")
     p.add_argument("--seconds", type=float, default=4.0, help="duration of each clip in seconds (default 4)")
     p.add_argument("--size", type=int, default=128, help="frame side in pixels, 64-512 (default 128)")

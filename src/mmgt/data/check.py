@@ -18,8 +18,8 @@ from mmgt.pose.detect import person_visible
 from mmgt.utils.files import sha256_file
 from mmgt.utils.video_io import probe_video
 
-# A clip fails if fewer than this share of its frames show a person.
-MIN_VISIBLE_FRAME_SHARE = 0.5
+# A clip fails (and `mmgt data preprocess` rejects it) if fewer than this share of its frames show a person.
+MIN_PERSON_SHARE = 0.5
 
 
 @dataclass
@@ -63,6 +63,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def person_share(pose: PoseSequence) -> float:
+    """Share of frames showing a person (:func:`mmgt.pose.detect.person_visible`); 0 for no frames."""
+    return float(np.mean(person_visible(pose))) if pose.num_frames else 0.0
+
+
 def _check_keypoints(root: Path, rec: ClipRecord, out: list[str]) -> None:
     try:
         pose = PoseSequence.load(rec.path(root, "keypoints"))
@@ -73,8 +78,8 @@ def _check_keypoints(root: Path, rec: ClipRecord, out: list[str]) -> None:
         out.append(f"keypoints have {pose.num_frames} frames, record says {rec.num_frames}")
     if (pose.width, pose.height) != (rec.width, rec.height):
         out.append(f"keypoints are for {pose.width}x{pose.height}, video is {rec.width}x{rec.height}")
-    share = float(np.mean(person_visible(pose))) if pose.num_frames else 0.0
-    if share < MIN_VISIBLE_FRAME_SHARE:
+    share = person_share(pose)
+    if share < MIN_PERSON_SHARE:
         out.append(f"only {share:.0%} of frames show a person (a shoulder or half of the face)")
     xy = pose.keypoints[pose.visible(VISIBILITY_THRESHOLD)]
     margin = 0.25 * max(rec.width, rec.height)  # detections may sit slightly off-canvas; far away means bad data

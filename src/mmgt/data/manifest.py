@@ -14,9 +14,12 @@ Masks are never stored: they are derived from the keypoints by :func:`mmgt.pose.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError
 from mmgt.utils.audio_io import save_audio
 from mmgt.utils.files import atomic_output, sha256_file
-from mmgt.utils.video_io import save_video
+from mmgt.utils.video_writer import save_video
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_VERSION = 1
@@ -35,7 +38,11 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class ClipRecord:
-    """One clip of a dataset. Paths are relative to the dataset folder."""
+    """One clip of a dataset. Paths are relative to the dataset folder.
+
+    Every field is checked against its annotation when a record is made (a ValueError names the field), so a
+    hand-edited manifest fails on reading, not later.
+    """
 
     id: str
     split: str
@@ -56,6 +63,12 @@ class ClipRecord:
     version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
+        hints = _field_types()
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            if not _matches(value, hints[name]):
+                kind = getattr(hints[name], "__name__", str(hints[name]))
+                raise ValueError(f"clip {self.id}: {name} must be {kind}, got {type(value).__name__} {value!r}")
         if self.split not in SPLITS:
             raise ValueError(f"clip {self.id}: split must be one of {SPLITS}, got {self.split!r}")
 
@@ -68,11 +81,29 @@ class ClipRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> ClipRecord:
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"clip record {d.get('id', '?')}: unknown fields {sorted(unknown)}")
         return cls(**d)
+
+
+@functools.cache
+def _field_types() -> dict:
+    return typing.get_type_hints(ClipRecord)
+
+
+def _matches(value, hint) -> bool:
+    """``isinstance`` for :class:`ClipRecord`'s annotations (``str``, ``int``, ``float``, ``dict[...]``, ``X | None``);
+    an int is a float too, a bool is neither."""
+    if isinstance(hint, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    kind = typing.get_origin(hint) or hint
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 def clip_paths(clip_id: str) -> dict[str, str]:
@@ -101,7 +132,7 @@ def write_clip(
         frames: (F, H, W, 3) uint8 RGB video frames.
         wave: (N,) float32 mono audio at ``sample_rate`` (resampled to 16 kHz when different).
         pose: keypoints for the same F frames, in pixels of the video size.
-        video_options: extra :class:`mmgt.utils.video_io.VideoWriter` settings (e.g. ``{"preset": "veryfast"}``).
+        video_options: extra :class:`mmgt.utils.video_writer.VideoWriter` settings (e.g. ``{"preset": "veryfast"}``).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -155,8 +186,12 @@ def read_manifest(dataset_dir: str | os.PathLike, split: str | None = None) -> l
     path = Path(dataset_dir) / MANIFEST_NAME
     if not path.is_file():
         raise MediaError(f"{path}: dataset manifest not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MediaError(f"{path}: not a UTF-8 text file (byte {e.start} cannot be decoded)") from e
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -4,23 +4,20 @@ Per video: read at 25 fps, choose one square crop (:mod:`mmgt.data.crop`), crop 
 clips of at most ``max_seconds``, detect keypoints per clip (MediaPipe Holistic in tracking mode, then smoothed),
 attach the 16 kHz audio and write each clip with :func:`~mmgt.data.manifest.write_clip`.
 
-Resuming and sharding work through ``DATASET/records/``: one ``<id>.json`` clip record per finished clip, written
-after its files; ``records/rejected/`` and ``records/failed/`` hold the reasons for dropped clips and unreadable
-videos. The manifest and ``preprocess_report.json`` are rebuilt from that folder at the end of every run, so
-interrupted runs and shards merge.
+Resuming and sharding work through ``DATASET/records/`` (:mod:`mmgt.data.preprocess_records`): what is done,
+rejected or failed, from which the manifest and ``preprocess_report.json`` are rebuilt at the end of every run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import json
 import math
 import multiprocessing
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,19 +25,24 @@ import av
 import numpy as np
 
 from mmgt.constants import FPS, SAMPLE_RATE
-from mmgt.contracts import PoseSequence
+from mmgt.data.check import MIN_PERSON_SHARE, person_share
 from mmgt.data.crop import CropBox, auto_crop, fixed_crop
-from mmgt.data.manifest import SPLITS, ClipRecord, write_clip, write_manifest
+from mmgt.data.manifest import SPLITS, ClipRecord, write_clip
+from mmgt.data.preprocess_records import (
+    clip_origin,
+    mark_done,
+    mark_rejected,
+    open_dataset_dir,
+    previous_outcome,
+    rebuild_outputs,
+    set_failure,
+)
 from mmgt.errors import MediaError, MmgtError
-from mmgt.pose.detect import MediaPipeDetector, extract_poses, person_visible
+from mmgt.pose.detect import MediaPipeDetector, extract_poses
 from mmgt.utils.audio_io import load_audio
-from mmgt.utils.files import atomic_output, error_summary, sha256_file
-from mmgt.utils.video_io import iter_video_frames, probe_video
+from mmgt.utils.files import error_summary
+from mmgt.utils.video_io import VIDEO_SUFFIXES, iter_video_frames, probe_video
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-RECORDS_DIR = "records"
-REPORT_NAME = "preprocess_report.json"
-MIN_PERSON_SHARE = 0.5  # a clip needs a face or both shoulders on at least half of its frames (as `data check`)
 CROP_SAMPLES = 10  # frames per video, evenly spaced, on which the crop is measured
 SETTINGS_VERSION = 1  # bump when the processing changes, so that old records are redone
 
@@ -100,10 +102,11 @@ class _Result:
 # Inputs: files, ids, speakers, splits, pieces
 # ---------------------------------------------------------------------------------------------------------------------
 def find_videos(videos_dir: str | os.PathLike) -> list[Path]:
-    """Every file under ``videos_dir`` (recursively) with a suffix in :data:`VIDEO_SUFFIXES`, sorted by path."""
+    """Every file under ``videos_dir`` (recursively) with a suffix in :data:`~mmgt.utils.video_io.VIDEO_SUFFIXES`,
+    sorted by path."""
     root = Path(videos_dir)
     if not root.is_dir():
-        raise MediaError(f"{root}: videos folder not found")
+        raise MediaError(f"{root}: videos folder not found" if not root.exists() else f"{root}: not a folder")
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
@@ -201,7 +204,7 @@ def preprocess_videos(
     """Preprocess every video under ``videos_dir`` into the dataset ``out_dir`` (docs/data.md).
 
     Args:
-        videos_dir: folder searched recursively for :data:`VIDEO_SUFFIXES` files.
+        videos_dir: folder searched recursively for :data:`~mmgt.utils.video_io.VIDEO_SUFFIXES` files.
         out_dir: dataset folder (created); finished clips found there are skipped.
         size: side of the square output frames in pixels (even).
         max_seconds: longest clip; longer videos are cut into consecutive clips ``<stem>-000``, ``<stem>-001``, ...
@@ -218,12 +221,19 @@ def preprocess_videos(
 
     Returns:
         A :class:`PreprocessReport`; the manifest and ``preprocess_report.json`` are written to ``out_dir``.
+
+    Raises:
+        MmgtError: before anything is written: a bad argument, no videos under ``videos_dir`` (or no such folder),
+            or an ``out_dir`` that cannot be written or holds something other than a preprocessed dataset. Videos
+            that fail later are listed in the report instead.
     """
     split_ratios = tuple(float(r) for r in split_ratios)
     _check_arguments(size, max_seconds, min_seconds, workers, shard, crop_left, split_ratios)
     root, out = Path(videos_dir), Path(out_dir)
     # A dataset written inside the videos folder must not become input on the next run.
     videos = [p for p in find_videos(root) if not p.resolve().is_relative_to(out.resolve())]
+    if not videos:
+        raise MediaError(f"{root}: no videos in this folder or below (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
     rels = [p.relative_to(root).as_posix() for p in videos]
     stems = clip_stems(rels)
     settings = _settings(size, max_seconds, min_seconds, crop_left, smooth)
@@ -240,16 +250,16 @@ def preprocess_videos(
         for index, (path, rel) in enumerate(zip(videos, rels))
         if index % shard[1] == shard[0]  # the shard is taken from the full sorted list: shards never overlap
     ]
-    out.mkdir(parents=True, exist_ok=True)
+    open_dataset_dir(out)
     report = PreprocessReport()
     for job, result in _run_jobs(jobs, workers, progress):
         report.processed += result.processed
         report.skipped += result.skipped
         report.rejected += result.rejected
-        _set_failure_marker(out, job, result.failure)
+        set_failure(out, job.stem, job.rel, result.failure)
         if result.failure is not None:
             report.failed.append((job.rel, result.failure))
-    report.records = _rebuild_outputs(out, set(rels), settings)
+    report.records = rebuild_outputs(out, set(rels), settings)
     report.failed.sort()
     report.rejected.sort()
     return report
@@ -315,7 +325,9 @@ def _process(job: _Job, result: _Result) -> None:
     todo = {}
     for index, span in enumerate(pieces):
         clip_id = f"{job.stem}-{index:03d}"
-        done, reason = _previous_outcome(out, clip_id, job, span)
+        done, reason = previous_outcome(
+            out, clip_id, clip_origin(job.rel, span[0], settings), span[1] - span[0], job.split, job.speaker
+        )
         if done:
             result.skipped += 1
             if reason is not None:
@@ -413,125 +425,13 @@ def _finish_clip(
         split=job.split,
         speaker=job.speaker,
         source=f"{job.rel}#t={start / FPS:.2f},{stop / FPS:.2f}",
-        meta={"source_path": job.rel, "start_frame": start, "crop": box.to_list(), "preprocess": job.settings},
+        meta={**clip_origin(job.rel, start, job.settings), "crop": box.to_list()},
     )
-    _write_json(_record_path(out, clip_id), json.loads(record.to_json()))  # the clip counts as done from here on
-    _rejected_path(out, clip_id).unlink(missing_ok=True)
+    mark_done(out, record)
     result.processed += 1
 
 
 def _reject(job: _Job, name: str, start: int, reason: str, result: _Result) -> None:
     """Record why a clip (or a whole too-short video, ``name`` = its stem) yields no clip."""
-    marker = {"source_path": job.rel, "start_frame": start, "preprocess": job.settings, "reason": reason}
-    _write_json(_rejected_path(Path(job.out_dir), name), marker)
+    mark_rejected(Path(job.out_dir), name, clip_origin(job.rel, start, job.settings), reason)
     result.rejected.append((name, reason))
-
-
-def person_share(pose: PoseSequence) -> float:
-    """Share of frames showing a person (:func:`mmgt.pose.detect.person_visible`)."""
-    return float(np.mean(person_visible(pose))) if pose.num_frames else 0.0
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Records, markers and the rebuilt outputs
-# ---------------------------------------------------------------------------------------------------------------------
-def _record_path(out: Path, clip_id: str) -> Path:
-    return out / RECORDS_DIR / f"{clip_id}.json"
-
-
-def _rejected_path(out: Path, name: str) -> Path:
-    return out / RECORDS_DIR / "rejected" / f"{name}.json"
-
-
-def _failed_path(out: Path, stem: str) -> Path:
-    return out / RECORDS_DIR / "failed" / f"{stem}.json"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
-
-
-def _read_json(path: Path) -> dict | None:
-    """The JSON object in ``path``, or None if the file is missing or unreadable (then the work is redone)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _previous_outcome(out: Path, clip_id: str, job: _Job, span: tuple[int, int]) -> tuple[bool, str | None]:
-    """(done, rejection reason): done if a matching record with intact files, or a matching rejection, exists."""
-    data = _read_json(_record_path(out, clip_id))
-    if data is not None:
-        try:
-            record = ClipRecord.from_dict(data)
-        except (TypeError, ValueError):
-            record = None
-        if record is not None and _record_is_current(out, record, job, span):
-            if (record.split, record.speaker) != (job.split, job.speaker):
-                # Split ratios or speaker naming changed: only the record changes, not the files.
-                _write_json(_record_path(out, clip_id), asdict(replace(record, split=job.split, speaker=job.speaker)))
-            return True, None
-    marker = _read_json(_rejected_path(out, clip_id))
-    if marker is not None and _same_origin(marker, job, span[0]):
-        return True, str(marker.get("reason"))
-    return False, None
-
-
-def _same_origin(data: dict, job: _Job, start: int) -> bool:
-    """``data`` (record meta or rejection marker) comes from this video, from frame ``start``, with these settings."""
-    return (data.get("source_path"), data.get("start_frame"), data.get("preprocess")) == (job.rel, start, job.settings)
-
-
-def _record_is_current(out: Path, record: ClipRecord, job: _Job, span: tuple[int, int]) -> bool:
-    """The record comes from this video piece and these settings, and all its files match their checksums."""
-    if not _same_origin(record.meta, job, span[0]) or record.num_frames != span[1] - span[0]:
-        return False
-    for kind in ("video", "audio", "keypoints"):
-        path = record.path(out, kind)
-        if kind not in record.sha256 or not path.is_file() or sha256_file(path) != record.sha256[kind]:
-            return False
-    return True
-
-
-def _set_failure_marker(out: Path, job: _Job, failure: str | None) -> None:
-    """Remember why a video failed (for the merged report), or forget an old failure once it succeeds."""
-    if failure is None:
-        _failed_path(out, job.stem).unlink(missing_ok=True)
-    else:
-        _write_json(_failed_path(out, job.stem), {"source_path": job.rel, "reason": failure})
-
-
-def _current(marker: dict | None, rels: set[str]) -> bool:
-    """A marker that names one of the current input videos (markers of removed videos are ignored)."""
-    return marker is not None and marker.get("source_path") in rels and "reason" in marker
-
-
-def _rebuild_outputs(out: Path, rels: set[str], settings: dict) -> list[ClipRecord]:
-    """Write the manifest and the report from every record and marker of the current inputs and settings."""
-    records = []
-    for path in sorted((out / RECORDS_DIR).glob("*.json")):
-        data = _read_json(path)
-        try:
-            record = ClipRecord.from_dict(data) if data is not None else None
-        except (TypeError, ValueError):
-            record = None
-        if record is not None and record.meta.get("source_path") in rels and record.meta.get("preprocess") == settings:
-            records.append(record)
-    write_manifest(out, records)
-    failed = [_read_json(p) for p in sorted((out / RECORDS_DIR / "failed").glob("*.json"))]
-    rejected = [(p.stem, _read_json(p)) for p in sorted((out / RECORDS_DIR / "rejected").glob("*.json"))]
-    report = {
-        "clips": len(records),
-        "settings": settings,
-        "failed": [{"path": d["source_path"], "reason": d["reason"]} for d in failed if _current(d, rels)],
-        "rejected": [
-            {"clip": name, "path": d["source_path"], "reason": d["reason"]}
-            for name, d in rejected
-            if _current(d, rels) and d.get("preprocess") == settings
-        ],
-    }
-    _write_json(out / REPORT_NAME, report)
-    return sorted(records, key=lambda r: r.id)

@@ -1,6 +1,6 @@
 """The reference image: any photo of a person -> the square stage-2 reference, its pose and its CLIP input.
 
-:func:`load_image` reads the file (one image-reading path: :func:`mmgt.utils.video_io.read_image`);
+:func:`load_image` reads the file (one image-reading path: :func:`mmgt.utils.image_io.read_image`);
 :func:`prepare_reference` detects the person and takes a square like the training frames (head at the top, the
 person filling the frame down to about the hips) and maps the detected keypoints into it. Every resize of a reference
 goes through :func:`fit_image` (one interpolation rule), and :func:`clip_pixels` is the CLIP preprocessing of
@@ -26,7 +26,7 @@ from mmgt.constants import BODY_INDEX, FACE, FPS, VISIBILITY_THRESHOLD
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MediaError, MmgtError
 from mmgt.pose.detect import MediaPipeDetector, PoseDetector, require_person
-from mmgt.utils.video_io import read_image
+from mmgt.utils.image_io import read_image
 
 # OpenAI CLIP's preprocessing constants (the feature extractor of sd-image-variations-diffusers).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -79,7 +79,7 @@ class PreparedReference:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read a reference photo as (H, W, 3) uint8 RGB.
 
-    Decoding is :func:`~mmgt.utils.video_io.read_image`: EXIF orientation applied, grayscale -> RGB, 16-bit scaled to
+    Decoding is :func:`~mmgt.utils.image_io.read_image`: EXIF orientation applied, grayscale -> RGB, 16-bit scaled to
     8 bits, transparency composited onto white.
 
     Raises:

@@ -18,7 +18,7 @@ from mmgt.errors import MmgtError
 from mmgt.pose.masks import MotionMasks, mask_frames_to_uint8, motion_masks
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import Audio
-from mmgt.utils.video_io import VideoWriter
+from mmgt.utils.video_writer import VideoWriter
 
 RENDER_CHUNK = 64  # frames rendered per batch: memory stays constant for any length
 # The preview overlay: face+hands green, hands blue, lips red (drawn in this order, so lips and hands stay visible).

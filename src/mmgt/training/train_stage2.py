@@ -61,7 +61,8 @@ from mmgt.training.common import (
     warmup_lambda,
 )
 from mmgt.utils.audio_io import load_audio
-from mmgt.utils.video_io import read_video_frames, save_video
+from mmgt.utils.video_io import read_video_frames
+from mmgt.utils.video_writer import save_video
 
 logger = logging.getLogger(__name__)
 STEPS = ("image", "video")

@@ -21,7 +21,7 @@ from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import Audio, load_audio
-from mmgt.utils.video_io import save_video
+from mmgt.utils.video_writer import save_video
 
 CONDITIONS = ("model", "still_reference", "other_audio")
 

@@ -31,7 +31,8 @@ from mmgt.evaluation.sync import audio_envelope, best_lag_correlation
 from mmgt.evaluation.video_regions import mouth_activity, torso_colour
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.utils.audio_io import Audio, load_audio
-from mmgt.utils.video_io import read_video_frames, save_video
+from mmgt.utils.video_io import read_video_frames
+from mmgt.utils.video_writer import save_video
 
 CONDITIONS = ("audio", "no_audio")
 SAME_COLOUR = 12.0  # references closer than this (RGB units) are taken as the same identity's clothing

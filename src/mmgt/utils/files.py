@@ -1,4 +1,4 @@
-"""Small file helpers shared by the I/O modules: atomic outputs, input checks, hashing."""
+"""Small file helpers shared by the I/O modules: atomic outputs, output folders, input checks, hashing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmgt.errors import MediaError
+from mmgt.errors import MediaError, MmgtError
 
 
 def temp_path_for(path: str | os.PathLike, suffix: str | None = None) -> Path:
@@ -54,6 +54,28 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def make_output_dir(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents) if needed and check that files can be written in it.
+
+    Call it before long work starts, so that a bad output path fails at once.
+
+    Raises:
+        MmgtError: a parent is a regular file, or the folder cannot be created or written (one line, naming why).
+    """
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise MmgtError(f"{path}: cannot create the folder: {blocker} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(path / "write-test")
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise MmgtError(f"{path}: cannot write into this folder ({error_summary(e)})") from e
+    return path
 
 
 def check_input_file(path: str | os.PathLike) -> Path:

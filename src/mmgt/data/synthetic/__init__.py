@@ -4,8 +4,9 @@ No pretrained weights or GPU are needed to train both mmgt stages on it, and "do
 a measurable answer because every coupling is defined on the audio itself.
 """
 
+from mmgt.data.synthetic.body import BodyShape, random_body
 from mmgt.data.synthetic.figure import Appearance, draw_figure, draw_frames, random_appearance
-from mmgt.data.synthetic.speaker import AudioDrive, BodyShape, animate, audio_drive, random_body, rest_pose
+from mmgt.data.synthetic.speaker import AudioDrive, animate, audio_drive, rest_pose
 from mmgt.data.synthetic.speech import (
     VOICES,
     SpeechClip,
