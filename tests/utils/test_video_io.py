@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmgt.errors import MediaError, MmgtError
-from mmgt.utils.audio_io import load_audio
+from mmgt.utils.audio_io import Audio, load_audio
 from mmgt.utils.files import sha256_file
 from mmgt.utils.image_io import read_image
 from mmgt.utils.video_io import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video, read_video_frames
@@ -111,6 +111,14 @@ def test_audio_at_a_rate_aac_cannot_code_is_resampled(tmp_path: Path) -> None:
     path = save_video(tmp_path / "r.mp4", _flat_frames(25), audio=audio, sample_rate=10_000)
     with av.open(str(path)) as container:
         assert container.streams.audio[0].sample_rate == 48_000
+    assert probe_video(path).audio_duration_s == pytest.approx(1.0, abs=0.04)
+
+
+def test_a_checked_audio_brings_its_own_rate(tmp_path: Path) -> None:
+    wave = (0.5 * np.sin(2 * np.pi * 440 * np.arange(44_100) / 44_100)).astype(np.float32)
+    path = save_video(tmp_path / "a.mp4", _flat_frames(25), audio=Audio(wave, 44_100), sample_rate=16_000)
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].sample_rate == 44_100  # the Audio's rate, not the sample_rate argument
     assert probe_video(path).audio_duration_s == pytest.approx(1.0, abs=0.04)
 
 

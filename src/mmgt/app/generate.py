@@ -93,8 +93,7 @@ def generate_files(
     Raises:
         MmgtError (MediaError, NoPersonError, ...): one line naming the input and the problem; nothing is written.
     """
-    mux = inputs.audio.at(MUX_SAMPLE_RATE)  # the output's audio track, resampled from the decoded samples
-    track = {"fps": FPS, "audio": mux.wave, "sample_rate": mux.sample_rate}
+    track = {"fps": FPS, "audio": inputs.audio.at(MUX_SAMPLE_RATE)}  # resampled from the decoded samples
     folder = None if intermediates is None else Path(intermediates)
     new_folder = folder is not None and not folder.exists()
     try:

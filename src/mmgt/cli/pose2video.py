@@ -45,9 +45,9 @@ def _run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     poses = PoseSequence.load(args.pose)
     audio = Audio.load(args.audio) if args.audio is not None else None
-    mux = {} if audio is None else {"audio": audio.at(MUX_SAMPLE_RATE).wave, "sample_rate": MUX_SAMPLE_RATE}
     pipe = load_stage2_pipeline(args.model, args.encoder)
-    with VideoWriter(args.output, fps=FPS, **mux) as writer:
+    mux = None if audio is None else audio.at(MUX_SAMPLE_RATE)
+    with VideoWriter(args.output, fps=FPS, audio=mux) as writer:
         pipe(
             image,
             poses,

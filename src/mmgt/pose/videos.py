@@ -52,11 +52,10 @@ class PoseVideos:
         fps: float,
         audio: Audio | None = None,
     ):
-        track = {} if audio is None else {"audio": audio.wave, "sample_rate": audio.sample_rate}
         self._stack = ExitStack()
         self.writers: dict[str, VideoWriter] = {}
         if pose_video is not None:
-            self.writers["pose"] = VideoWriter(pose_video, fps=fps, **track)
+            self.writers["pose"] = VideoWriter(pose_video, fps=fps, audio=audio)
         if masks_dir is not None:
             self.writers.update({n: VideoWriter(Path(masks_dir) / f"{n}.mp4", fps=fps) for n in MOTION_MASKS})
 

@@ -19,7 +19,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
 from mmgt.errors import MediaError, MmgtError
-from mmgt.utils.audio_io import check_wave, resample
+from mmgt.utils.audio_io import Audio, check_wave, resample
 from mmgt.utils.files import error_summary, temp_path_for
 from mmgt.utils.video_io import exact_rate
 
@@ -52,8 +52,9 @@ class VideoWriter:
     Args:
         path: output file (.mp4, .m4v, .mov or .mkv); the parent folder is created.
         fps: frame rate; the video time base is 1/fps and frame i has pts i.
-        audio: (N,) float32 mono waveform in [-1, 1], or None for a silent video.
-        sample_rate: rate of ``audio`` in Hz; rates AAC cannot code are resampled to 48 kHz.
+        audio: an :class:`~mmgt.utils.audio_io.Audio` (its own rate), an (N,) float32 mono waveform in [-1, 1] at
+            ``sample_rate``, or None for a silent video.
+        sample_rate: rate of an ``audio`` array in Hz; rates AAC cannot code are resampled to 48 kHz.
         crf: x264 constant rate factor (0 lossless, 18 visually lossless, 23 x264's default).
         preset: x264 speed preset ("ultrafast" ... "veryslow").
     """
@@ -62,7 +63,7 @@ class VideoWriter:
         self,
         path: str | os.PathLike,
         fps: float = FPS,
-        audio: np.ndarray | None = None,
+        audio: Audio | np.ndarray | None = None,
         sample_rate: int = SAMPLE_RATE,
         crf: int = 18,
         preset: str = "medium",
@@ -227,7 +228,7 @@ def save_video(
     path: str | os.PathLike,
     frames: np.ndarray | Iterable[np.ndarray],
     fps: float = FPS,
-    audio: np.ndarray | None = None,
+    audio: Audio | np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
     **kwargs,
 ) -> Path:
@@ -247,11 +248,14 @@ def save_video(
     return writer.path
 
 
-def _prepare_audio(audio: np.ndarray | None, sample_rate: int, path: Path) -> tuple[np.ndarray | None, int]:
-    """Check the waveform and bring it to a rate AAC can code."""
+def _prepare_audio(audio: Audio | np.ndarray | None, sample_rate: int, path: Path) -> tuple[np.ndarray | None, int]:
+    """The waveform (checked, unless it comes as a checked :class:`Audio`) at a rate AAC can code."""
     if audio is None:
         return None, int(sample_rate)
-    audio = check_wave(audio, sample_rate, name=f"{path}: audio")
+    if isinstance(audio, Audio):
+        wave, sample_rate = audio.wave, audio.sample_rate
+    else:
+        wave = check_wave(audio, sample_rate, name=f"{path}: audio")
     if int(sample_rate) not in _AAC_RATES:
-        return resample(audio, int(sample_rate), MUX_SAMPLE_RATE), MUX_SAMPLE_RATE
-    return audio, int(sample_rate)
+        return resample(wave, int(sample_rate), MUX_SAMPLE_RATE), MUX_SAMPLE_RATE
+    return wave, int(sample_rate)
