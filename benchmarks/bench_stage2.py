@@ -27,22 +27,19 @@ from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
 from mmgt.diffusion.stage2 import make_stage2_scheduler
 from mmgt.models.denoising_unet import build_denoising_unet
-from mmgt.models.stage2_presets import build_components, preset
-from mmgt.models.audio_projection import AudioProjection
+from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 name, size, frames, steps, model_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.manual_seed(0)
 if model_dir:
     pipe = PoseToVideoPipeline.from_pretrained(model_dir)
 else:
-    parts = build_components(name)
     spec = feature_spec(None, stage=2)
-    proj = AudioProjection(**{**preset(name)["audio_projection"], "num_layers": spec["num_layers"],
-                              "input_dim": spec["dim"]})
+    parts = build_components(name, audio_spec=spec)
     unet = build_denoising_unet(parts.pop("unet"), parts.pop("motion_adapter"))
     pipe = PoseToVideoPipeline(vae=parts["vae"], image_encoder=parts["image_encoder"],
                                reference_unet=parts["reference_unet"], unet=unet, pose_guider=parts["pose_guider"],
-                               audio_projection=proj, audio_adapter=parts["audio_adapter"],
+                               audio_projection=parts["audio_projection"], audio_adapter=parts["audio_adapter"],
                                scheduler=make_stage2_scheduler(), audio_features=spec)
     for m in pipe.components.values():
         if isinstance(m, torch.nn.Module):
