@@ -145,24 +145,36 @@ def check_eval(
     model: str | os.PathLike,
     dataset: str | os.PathLike,
     split: str,
+    what: str,
     outputs: dict[str, str | os.PathLike | None],
     folders: dict[str, str | os.PathLike | None],
-    what: str,
+    conditions: tuple[tuple[str, ...], tuple[str, ...]],
+    positive: dict[str, float | None],
 ) -> None:
-    """``mmgt eval stage1|stage2``: the model, the evaluated split, optional component folders and output paths.
+    """``mmgt eval stage1|stage2``: everything the evaluation reads or writes, before any clip is generated.
 
     Args:
-        outputs: option -> a file (``--output``) or folder (``--videos``) the evaluation writes at the end, or None.
+        model: the pipeline folder; ``what`` names it in messages (e.g. "stage-1 model").
+        dataset, split: the clips to evaluate; the split must have some (an evaluation cannot skip it).
+        outputs: option -> a file (``--output``) or folder (``--videos``) written at the end, or None.
         folders: option -> a component folder it loads (``--pose-ae``, ``--encoder``), or None.
-        what: e.g. "stage-1 model", for the messages.
+        conditions: (the requested conditions, the known ones).
+        positive: option -> a number that must be > 0, or None (unset).
     """
-    require_pipeline_folder(model, what)
+    for option, value in positive.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"{option} must be > 0, got {value}")
+    requested, known = conditions
+    unknown = sorted(set(requested) - set(known))
+    if unknown:
+        raise ConfigError(f"--conditions: unknown {unknown}; choose from {known}")
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {SPLITS}, got {split!r}")
-    require_split(dataset, split, "--data")
+    require_pipeline_folder(model, what)
     for option, folder in folders.items():
         if folder is not None:
             require_component_folder(folder, option)
+    require_split(dataset, split, "--data")
     for option, path in outputs.items():
         if path is not None:
             check_writable(Path(path), option)
