@@ -17,6 +17,7 @@ from skimage import data
 from builders import tiny_stage1, tiny_stage2
 from mmgt.cli import main
 from mmgt.data.synthetic.world import make_identities, reference_image
+from mmgt.errors import MmgtError
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
 from mmgt.utils.audio_io import save_audio
 from mmgt.utils.video_io import probe_video
@@ -141,7 +142,7 @@ def test_silent_audio_is_allowed_with_a_warning(files, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert res.returncode == 0 and "mmgt: WARNING: audio: the audio is silent" in res.stderr
+    assert res.returncode == 0 and "mmgt: WARNING: " in res.stderr and "the audio is silent" in res.stderr
     assert probe_video(out).num_frames == 13
 
 
@@ -193,3 +194,75 @@ def test_a_model_folder_with_a_missing_or_mismatched_part_is_refused(files, tmp_
     config.write_text(json.dumps({**json.loads(config.read_text()), "num_tokens": 3, "input_dim": 7}))
     code, out, captured = _generate(files, tmp_path, capsys, model=mismatched)
     _assert_refused(code, out, captured, "stage2")
+
+
+def test_without_flags_the_model_folders_sampling_values_are_used_and_flags_override_them(
+    files, tmp_path, monkeypatch
+):
+    """No sampling literal in the CLI: `mmgt generate` reads steps and guidance from the model folder."""
+    import mmgt.pipelines.audio_to_pose as stage1_module
+    import mmgt.pipelines.pose_to_video as stage2_module
+
+    model = MMGTPipeline.from_pretrained(files / "model")
+    model.stage1.set_sampling(num_inference_steps=2, guidance_scale=1.5)
+    model.stage2.set_sampling(num_inference_steps=3, guidance_scale=2.5)
+    folder = model.save_pretrained(tmp_path / "model")
+    seen = []
+    real_sample, real_guidance = stage1_module.sample_window, stage2_module.Guidance
+
+    def sample_window(model, scheduler, cond, audio, steps, guidance, eta, generator):
+        seen.append(("stage1", steps, guidance))
+        return real_sample(model, scheduler, cond, audio, steps, guidance, eta, generator)
+
+    def guidance(scale, audio_scale=None):
+        seen.append(("stage2", scale))
+        return real_guidance(scale, audio_scale)
+
+    monkeypatch.setattr(stage1_module, "sample_window", sample_window)
+    monkeypatch.setattr(stage2_module, "Guidance", guidance)
+    steps = []
+    real_set = stage2_module.PoseToVideoPipeline.progress_bar
+    monkeypatch.setattr(
+        stage2_module.PoseToVideoPipeline,
+        "progress_bar",
+        lambda self, total: steps.append(total) or real_set(self, total=total),
+    )
+    argv = [
+        "generate",
+        "--model",
+        str(folder),
+        "--image",
+        str(files / "speaker.png"),
+        "--audio",
+        str(files / "speech.wav"),
+    ]
+    assert main([*argv, "-o", str(tmp_path / "a.mp4")]) == 0  # no sampling flags at all
+    assert seen == [("stage1", 2, 1.5)] * 4 + [("stage2", 2.5)]  # 25 frames: 4 stage-1 windows of 8
+    assert steps == [3 * 4]  # 3 steps x 4 context windows (12 frames, overlap 4, closed loop: starts 0, 8, 16, 24)
+    seen.clear(), steps.clear()
+    flags = ["--steps", "1", "--guidance", "4", "--pose-steps", "1", "--pose-guidance", "1"]
+    assert main([*argv, "-o", str(tmp_path / "b.mp4"), *flags]) == 0
+    assert seen == [("stage1", 1, 1.0)] * 4 + [("stage2", 4.0)] and steps == [1 * 4]
+
+
+def test_a_failure_mid_video_leaves_no_output_preview_or_intermediates(files, tmp_path, monkeypatch, capsys):
+    import mmgt.pipelines.pose_to_video as stage2_module
+
+    real = stage2_module.PoseToVideoPipeline.iter_decoded
+
+    def fails_after_one_chunk(self, latents, chunk_size):
+        yield next(real(self, latents, chunk_size))  # frames reach every writer ...
+        raise MmgtError("decoder ran out of memory")  # ... then the run fails
+
+    monkeypatch.setattr(stage2_module.PoseToVideoPipeline, "iter_decoded", fails_after_one_chunk)
+    code, out, captured = _generate(
+        files,
+        tmp_path,
+        capsys,
+        "--preview",
+        str(tmp_path / "side.mp4"),
+        "--save-intermediates",
+        str(tmp_path / "inter"),
+    )
+    _assert_refused(code, out, captured, "decoder ran out of memory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, preview, intermediates folder or temp file

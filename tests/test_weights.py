@@ -278,7 +278,7 @@ def test_model_folder_component_without_weights_is_incomplete(model):
 
 
 def test_model_parts_name_the_pipeline_config():
-    from mmgt.pipelines.mmgt_pipeline import CONFIG_NAME
+    from mmgt.pipelines.model_folder import CONFIG_NAME
 
     assert MODEL_PARTS[0] == CONFIG_NAME
 

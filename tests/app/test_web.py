@@ -44,7 +44,9 @@ def gr():
 def files(tmp_path_factory) -> dict[str, Path]:
     """A tiny model folder (2 + 2 sampling steps by default), a synthetic speaker photo, 1 s of speech, a non-image."""
     root = tmp_path_factory.mktemp("web")
-    tiny = MMGTPipeline(tiny_stage1(), tiny_stage2(), size=SIZE, steps=2, pose_steps=2)
+    tiny = MMGTPipeline(tiny_stage1(), tiny_stage2(), size=SIZE)
+    tiny.stage1.set_sampling(num_inference_steps=2)
+    tiny.stage2.set_sampling(num_inference_steps=2)
     model = tiny.save_pretrained(root / "model")
     image = root / "speaker.png"
     Image.fromarray(reference_image(make_identities(1, seed=0)[0], 256)).save(image)  # MediaPipe finds this figure
@@ -71,13 +73,11 @@ def job(pipe, files, job_root) -> JobOutputs:
         pipe,
         files["image"],
         files["audio"],
-        steps=2,
-        guidance=3.5,
         seed=0,
+        stage2={"guidance_scale": 3.5},
         max_seconds=60,
         max_image_mb=20,
         output_root=job_root,
-        pose_steps=2,
         progress=False,
     )
 
@@ -126,7 +126,7 @@ def test_callback_returns_paths_in_a_new_folder(gr, pipe, files, job, job_root):
 USER_ERRORS = {
     "not_image": "notes.png: not an image (cannot identify image file)",
     "too_large": "speaker.png: image file is ",
-    "too_long": "audio: 1.0 s is longer than the maximum of 0.5 s",
+    "too_long": "speech.wav: 1.0 s is longer than the maximum of 0.5 s",
     "no_image": "no photo: upload an image of the person",
     "no_audio": "no speech: upload an audio file or record from the microphone",
 }
@@ -145,7 +145,7 @@ def test_user_errors_are_one_line_and_leave_no_job_folder(pipe, files, tmp_path,
     image, audio, limits = _bad_job(files, case)
     root = tmp_path / "jobs"
     with pytest.raises(MmgtError) as error:
-        run_job(pipe, image, audio, steps=2, output_root=root, pose_steps=2, progress=False, **limits)
+        run_job(pipe, image, audio, output_root=root, progress=False, **limits)
     message = str(error.value)
     assert message.startswith(USER_ERRORS[case]) and "\n" not in message
     assert str(files["image"].parent) not in message  # uploads are named by file name, not by server path
@@ -156,7 +156,7 @@ def test_user_errors_are_one_line_and_leave_no_job_folder(pipe, files, tmp_path,
 def test_callback_shows_user_errors_in_the_page(gr, pipe, files, tmp_path, case):
     image, audio, limits = _bad_job(files, case)
     with pytest.raises(MmgtError) as plain:
-        run_job(pipe, image, audio, steps=2, output_root=tmp_path, pose_steps=2, progress=False, **limits)
+        run_job(pipe, image, audio, output_root=tmp_path, progress=False, **limits)
     generate = gradio_handler(pipe, output_root=tmp_path, **limits)
     with pytest.raises(gr.Error) as shown:
         generate(*[None if p is None else {"path": str(p)} for p in (image, audio)], 2, 3.5, 0)
@@ -188,7 +188,7 @@ def test_build_app_has_the_inputs_and_outputs(gr, pipe, tmp_path):
     }
     assert expected <= ids
     steps = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "mmgt-steps")
-    assert steps.value == pipe.config["steps"]
+    assert steps.value == pipe.stage2.sampling.num_inference_steps == 2  # the model's saved default
     assert demo._queue.default_concurrency_limit == 1  # one job at a time
     (button,) = [fn for fn in demo.fns.values() if fn.name == "generate"]
     assert (button.concurrency_limit, button.preprocess) == (1, False)

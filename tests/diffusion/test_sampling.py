@@ -15,6 +15,8 @@ from mmgt.models.gesture_denoiser import GestureDenoiser
 
 K = NUM_KEYPOINTS
 
+OFFICIAL = dict(num_inference_steps=50, guidance_scale=2.0, eta=1.0)  # spec §3.6
+
 
 class ConstantDenoiser(nn.Module):
     """Predicts x0 = ``cond_value`` with audio and ``uncond_value`` without; records every call."""
@@ -38,7 +40,9 @@ def _condition(batch=2, frames=6, audio_dim=12):
 def test_guided_x0_is_returned_after_the_last_ddim_step():
     model = ConstantDenoiser(cond_value=0.3, uncond_value=0.1)
     cond_pose, audio = _condition()
-    out = sample_window(model, make_stage1_scheduler(), cond_pose, audio, generator=torch.Generator().manual_seed(0))
+    out = sample_window(
+        model, make_stage1_scheduler(), cond_pose, audio, **OFFICIAL, generator=torch.Generator().manual_seed(0)
+    )
     assert out.shape == (2, 6, K, 3)
     assert torch.allclose(out, torch.full_like(out, 0.1 + 2.0 * (0.3 - 0.1)), atol=1e-5)  # w = 2
     assert len(model.calls) == 50
@@ -49,13 +53,15 @@ def test_guided_x0_is_returned_after_the_last_ddim_step():
 
 def test_guided_x0_is_clipped():
     model = ConstantDenoiser(cond_value=0.8, uncond_value=0.0)  # 0 + 2 * 0.8 = 1.6 -> 1
-    out = sample_window(model, make_stage1_scheduler(), *_condition(), num_inference_steps=5)
+    out = sample_window(model, make_stage1_scheduler(), *_condition(), **{**OFFICIAL, "num_inference_steps": 5})
     assert torch.allclose(out, torch.ones_like(out), atol=1e-5)
 
 
 def test_guidance_scale_one_runs_the_conditional_model_only():
     model = ConstantDenoiser(cond_value=0.3, uncond_value=0.1)
-    out = sample_window(model, make_stage1_scheduler(), *_condition(), num_inference_steps=4, guidance_scale=1.0)
+    out = sample_window(
+        model, make_stage1_scheduler(), *_condition(), num_inference_steps=4, guidance_scale=1.0, eta=1.0
+    )
     assert [call[0] for call in model.calls] == [2] * 4 and model.calls[0][2] == [False, False]
     assert torch.allclose(out, torch.full_like(out, 0.3), atol=1e-5)
 
@@ -71,7 +77,9 @@ def test_real_model_sampling_is_seeded_and_bounded(make_scheduler):
 
     def run(seed):
         generator = torch.Generator().manual_seed(seed)
-        return sample_window(model, make_scheduler(), cond_pose, audio, num_inference_steps=4, generator=generator)
+        return sample_window(
+            model, make_scheduler(), cond_pose, audio, **{**OFFICIAL, "num_inference_steps": 4}, generator=generator
+        )
 
     first, again, other = run(0), run(0), run(1)
     assert first.shape == (2, 6, K, 3)
@@ -82,9 +90,11 @@ def test_real_model_sampling_is_seeded_and_bounded(make_scheduler):
 def test_sample_window_rejects_mismatched_inputs():
     cond_pose, audio = _condition()
     with pytest.raises(MmgtError, match="audio must have shape"):
-        sample_window(ConstantDenoiser(0, 0), make_stage1_scheduler(), cond_pose, audio[:1])
+        sample_window(ConstantDenoiser(0, 0), make_stage1_scheduler(), cond_pose, audio[:1], **OFFICIAL)
     with pytest.raises(MmgtError, match="num_inference_steps"):
-        sample_window(ConstantDenoiser(0, 0), make_stage1_scheduler(), cond_pose, audio, num_inference_steps=0)
+        sample_window(
+            ConstantDenoiser(0, 0), make_stage1_scheduler(), cond_pose, audio, **{**OFFICIAL, "num_inference_steps": 0}
+        )
 
 
 def test_select_motion_uses_position_and_direction():

@@ -263,5 +263,5 @@ def test_paper_preset_trains_and_samples():
     loss = smga_loss(model(sample, timestep, cond_pose, audio), sample, model.config.face_indices)["loss"]
     loss.backward()
     torch.optim.AdamW(model.parameters(), lr=2e-4).step()
-    out = sample_window(model.eval(), make_stage1_scheduler(), cond_pose, audio, num_inference_steps=2)
+    out = sample_window(model.eval(), make_stage1_scheduler(), cond_pose, audio, 2, 2.0, 1.0)
     assert out.shape == (2, 80, K, 3) and out.abs().max() <= 1.0 and torch.isfinite(loss)

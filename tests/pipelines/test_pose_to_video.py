@@ -18,18 +18,14 @@ from mmgt.audio.features import feature_spec
 from mmgt.audio.mel import mel_features
 from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
+from mmgt.diffusion.guidance import Guidance
 from mmgt.errors import MmgtError
 from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.stage2_presets import preset
-from mmgt.pipelines.pose_to_video import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Guidance,
-    PoseToVideoPipeline,
-    clip_pixels,
-    fit_reference,
-)
+from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+from mmgt.pipelines.reference import CLIP_MEAN, CLIP_STD, clip_pixels, fit_image
 from mmgt.pose.render import render_pose_sequence
+from mmgt.utils.audio_io import Audio
 
 SIZE = 64
 STEPS = 2
@@ -63,9 +59,9 @@ def _image(height: int = SIZE, width: int = SIZE) -> np.ndarray:
     return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1).astype(np.uint8)
 
 
-def _wave(num_frames: int, sample_rate: int = 16000) -> np.ndarray:
+def _wave(num_frames: int, sample_rate: int = 16000) -> Audio:
     t = np.arange(num_frames * sample_rate // 25) / sample_rate
-    return (0.4 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32)
+    return Audio((0.4 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32), sample_rate)
 
 
 def _run(pipe, num_frames: int = 5, seed: int = 0, **kwargs):
@@ -99,7 +95,8 @@ def test_save_pretrained_from_pretrained_gives_identical_frames(trained, tmp_pat
     assert (scheduler_cfg["prediction_type"], scheduler_cfg["beta_schedule"]) == ("v_prediction", "scaled_linear")
     loaded = PoseToVideoPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    assert loaded.config.region_scales == [1.0, 1.0, 2.0] and loaded.config.window_frames == 12
+    assert loaded.config.branch_weights == [1.0, 1.0, 2.0] and loaded.config.window_frames == 12
+    assert loaded.sampling == trained.sampling
     assert loaded.config.audio_features == trained.config.audio_features
     wave = _wave(5)
     np.testing.assert_array_equal(_run(loaded, audio=wave), _run(trained, audio=wave))
@@ -131,18 +128,18 @@ def test_pose_mouth_false_shows_the_pose_guider_no_mouth_dots_and_is_saved(train
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Audio, region scales and guidance
+# Audio, branch weights and guidance
 # ---------------------------------------------------------------------------------------------------------------------
-def test_zero_initialised_adapter_ignores_audio_and_region_scales(fresh):
+def test_zero_initialised_adapter_ignores_audio_and_branch_weights(fresh):
     base = _run(fresh, output_type="latent")
     torch.testing.assert_close(_run(fresh, audio=_wave(5), output_type="latent"), base, rtol=0, atol=0)
-    torch.testing.assert_close(_run(fresh, region_scales=(0.0, 3.0, 5.0), output_type="latent"), base, rtol=0, atol=0)
+    torch.testing.assert_close(_run(fresh, branch_weights=(0.0, 3.0, 5.0), output_type="latent"), base, rtol=0, atol=0)
 
 
-def test_trained_adapter_hears_audio_and_region_scales(trained):
+def test_trained_adapter_hears_audio_and_branch_weights(trained):
     base = _run(trained, audio=_wave(5), output_type="latent")
     assert (base - _run(trained, output_type="latent")).abs().max() > 1e-3
-    other_scales = _run(trained, audio=_wave(5), region_scales=(1.0, 1.0, 0.0), output_type="latent")
+    other_scales = _run(trained, audio=_wave(5), branch_weights=(1.0, 1.0, 0.0), output_type="latent")
     assert (base - other_scales).abs().max() > 1e-3
 
 
@@ -154,14 +151,17 @@ def test_no_audio_is_the_zero_audio_token_path(trained, monkeypatch):
 
 
 def test_audio_is_cut_or_padded_to_the_pose_frames(fresh):
-    exact = fresh.prepare_audio_features(_wave(12), 16000, 12)
+    exact = fresh.prepare_audio_features(_wave(12), 12)
     assert exact.shape == (12, 1, 81)
-    np.testing.assert_array_equal(exact, mel_features(_wave(12), 16000)[:, None])  # the dataset's features
-    long = fresh.prepare_audio_features(_wave(30), 16000, 12)
-    np.testing.assert_array_equal(long, mel_features(_wave(30)[: 12 * 640], 16000)[:, None])
-    short = fresh.prepare_audio_features(_wave(6), 16000, 12)
+    np.testing.assert_array_equal(exact, mel_features(_wave(12).wave, 16000)[:, None])  # the dataset's features
+    long = fresh.prepare_audio_features(_wave(30), 12)
+    np.testing.assert_array_equal(long, mel_features(_wave(30).wave[: 12 * 640], 16000)[:, None])
+    short = fresh.prepare_audio_features(_wave(6), 12)
     assert short.shape == (12, 1, 81) and np.allclose(short[8:], -3.0, atol=1e-4)  # silence: the -100 dB floor
-    assert fresh.prepare_audio_features(None, 16000, 12) is None
+    assert fresh.prepare_audio_features(None, 12) is None
+    # Any input rate: the features are computed at the models' 16 kHz, resampled from the given samples.
+    at_48k = fresh.prepare_audio_features(_wave(12, sample_rate=48000), 12)
+    np.testing.assert_array_equal(at_48k, mel_features(_wave(12, sample_rate=48000).at(16000).wave, 16000)[:, None])
 
 
 def test_wav2vec2_features_through_an_attached_encoder(tmp_path):
@@ -189,13 +189,14 @@ def test_wav2vec2_features_through_an_attached_encoder(tmp_path):
     with pytest.raises(MmgtError, match="gives 1 layers x 32, the model was trained on 3 x 32"):
         pipe.set_audio_encoder(SpeechEncoder.from_pretrained(tmp_path / "w2v", layers="last"))
     pipe.set_audio_encoder(encoder)
-    assert pipe.prepare_audio_features(_wave(5), 16000, 5).shape == (5, 3, 32)
+    assert pipe.prepare_audio_features(_wave(5), 5).shape == (5, 3, 32)
     heard = _run(pipe, audio=_wave(5), output_type="latent")
     assert (heard - _run(pipe, output_type="latent")).abs().max() > 1e-3
 
 
 def test_equal_audio_scale_reduces_three_branch_cfg_to_the_released_two_branch_form(trained):
     assert Guidance(3.5).branches == ("uncond", "full") and Guidance(1.0).branches == ("full",)
+    assert Guidance(0.5).branches == ("uncond", "full")  # one rule for both stages: only scale 1 skips the negative
     assert Guidance(3.5, 2.0).branches == ("uncond", "image", "full")
     out = torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1, 1, 1)
     assert Guidance(3.0, 0.5).combine(out).item() == 1 + 3 * (2 - 1) + 0.5 * (4 - 2)
@@ -317,17 +318,17 @@ def test_other_diffusers_schedulers_work(scheduler_cls):
 # ---------------------------------------------------------------------------------------------------------------------
 # Preprocessing
 # ---------------------------------------------------------------------------------------------------------------------
-def test_fit_reference_covers_then_centre_crops():
+def test_fit_image_covers_then_centre_crops():
     image = np.zeros((100, 50, 3), np.uint8)
     image[:, :, 0] = np.arange(100)[:, None]  # red = row index
-    out = fit_reference(image, 64, 64)  # scale 1.28 -> 64 x 128, keep rows 32..95
+    out = fit_image(image, 64, 64)  # scale 1.28 -> 64 x 128, keep rows 32..95
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert abs(int(out[0, 32, 0]) - 25) <= 1 and abs(int(out[63, 32, 0]) - 74) <= 1
     same = _image()
-    assert fit_reference(same, SIZE, SIZE) is same
-    np.testing.assert_array_equal(fit_reference(Image.fromarray(same), SIZE, SIZE), same)
-    with pytest.raises(MmgtError, match=r"reference_image must be \(H, W, 3\) uint8 RGB, got float32 \(4, 4, 3\)"):
-        fit_reference(np.zeros((4, 4, 3), np.float32), 8, 8)
+    assert fit_image(same, SIZE, SIZE) is same
+    np.testing.assert_array_equal(fit_image(Image.fromarray(same), SIZE, SIZE), same)
+    with pytest.raises(MmgtError, match=r"reference image must be \(H, W, 3\) uint8 RGB, got float32 \(4, 4, 3\)"):
+        fit_image(np.zeros((4, 4, 3), np.float32), 8, 8)
 
 
 def test_clip_pixels_resizes_crops_and_normalises():
@@ -346,12 +347,14 @@ def test_clip_pixels_resizes_crops_and_normalises():
     [
         (dict(height=60), "height must be a positive multiple of 8 \\(the VAE factor\\), got 60"),
         (dict(width=0), "width must be a positive multiple of 8"),
-        (dict(num_inference_steps=0), "num_inference_steps and decode_chunk_size must be >= 1, got 0, 8"),
-        (dict(region_scales=(1.0, 2.0)), "region_scales needs 3 values"),
+        (dict(num_inference_steps=0), "num_inference_steps must be a positive integer, got 0"),
+        (dict(decode_chunk_size=0), "decode_chunk_size must be >= 1, got 0"),
+        (dict(branch_weights=(1.0, 2.0)), "branch_weights needs 3 values"),
         (dict(output_type="pil"), "output_type must be one of \\('np', 'latent'\\)"),
-        (dict(num_frames=33, window_frames=40, overlap=0), "window_frames must be <= 32, got windows of 33"),
-        (dict(window_frames=4, overlap=4), "overlap must be in \\[0, window=4\\), got 4"),
-        (dict(audio=np.zeros((2, 100), np.float32)), "audio: expected a mono waveform"),
+        (dict(num_frames=33, window_frames=40, overlap=0), "window_frames must be <= 32, got 40"),
+        (dict(window_frames=4, overlap=4), "need 0 <= overlap < window_frames, got 4 and 4"),
+        (dict(uncond_reference="none"), "uncond_reference must be one of"),
+        (dict(audio=np.zeros(100, np.float32)), "audio must be an mmgt.utils.audio_io.Audio"),
     ],
 )
 def test_bad_arguments_raise_value_errors(fresh, kwargs, message):
@@ -391,7 +394,7 @@ def test_cli_writes_one_frame_per_pose_with_audio(trained, tmp_path, capsys):
     trained.save_pretrained(tmp_path / "model")
     _poses(7).save(tmp_path / "poses.npz")
     Image.fromarray(_image(80, 80)).save(tmp_path / "ref.png")
-    save_audio(tmp_path / "speech.wav", _wave(5))  # shorter than the poses: padded with silence
+    save_audio(tmp_path / "speech.wav", _wave(5).wave)  # shorter than the poses: padded with silence
     parser = argparse.ArgumentParser()
     pose2video.register(parser.add_subparsers())
     common = [

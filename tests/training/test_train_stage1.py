@@ -60,10 +60,11 @@ def test_train_export_and_exact_resume(synth_dataset, tmp_path):
     assert pipe.denoiser.config.window_frames == 16 and pipe.config.audio_features["speech"]["type"] == "mel"
     from mmgt.contracts import PoseSequence
     from mmgt.data.manifest import read_manifest
+    from mmgt.utils.audio_io import Audio
 
     rec = read_manifest(synth_dataset, "val")[0]
     ref = PoseSequence.load(synth_dataset / rec.keypoints)[0]
-    out = pipe(np.zeros(16000 + 7, np.float32), 16000, ref, num_inference_steps=2, progress=False)
+    out = pipe(Audio(np.zeros(16000 + 7, np.float32), 16000), ref, num_inference_steps=2, progress=False)
     assert out.poses.num_frames == 26
 
 

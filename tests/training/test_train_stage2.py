@@ -30,6 +30,7 @@ from mmgt.training.stage2_components import (
 )
 from mmgt.training.stage2_objective import lip_loss_weights, stage2_loss
 from mmgt.training.train_stage2 import main
+from mmgt.utils.audio_io import Audio
 
 TINY = [
     "data.size=64",
@@ -128,7 +129,7 @@ def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_
     frames = pipe(
         ref,
         poses,
-        audio=np.zeros(16000 * 3 // 25, np.float32),
+        Audio(np.zeros(16000 * 3 // 25, np.float32), 16000),
         height=64,
         width=64,
         num_inference_steps=2,

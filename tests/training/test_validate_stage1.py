@@ -71,4 +71,6 @@ def test_eval_cli_prints_a_table_and_writes_json(synth_dataset, model_dir, tmp_p
     table = capsys.readouterr().out
     assert "| model |" in table and "| other_audio |" in table and "lip_sync" in table
     payload = json.loads(out.read_text())
-    assert set(payload["results"]) == {"model", "other_audio"} and payload["steps"] == 2
+    assert set(payload["results"]) == {"model", "other_audio"} and payload["sampling"]["num_inference_steps"] == 2
+    saved = AudioToPosePipeline.from_pretrained(model_dir).sampling  # flags left out: the model's own values
+    assert payload["sampling"]["guidance_scale"] == saved.guidance_scale and payload["sampling"]["sampler"] == "ddim"

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mmgt.app.generate import generate_files, load_inputs
+from mmgt.constants import MOTION_MASKS
 from mmgt.errors import MediaError, MmgtError
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
 
 if TYPE_CHECKING:
     import gradio
 
-MASK_NAMES = ("lips", "face_hands", "hands")  # the motion masks, as named in the intermediates folder
 INSTALL_HINT = "the web app needs gradio: pip install 'mmgt[app]'"
 
 
@@ -56,14 +56,13 @@ def run_job(
     pipe: MMGTPipeline,
     image_path: str | os.PathLike | None,
     audio_path: str | os.PathLike | None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    seed: int = 0,
     *,
+    seed: int = 0,
+    stage1: dict | None = None,
+    stage2: dict | None = None,
     max_seconds: float = 60,
     max_image_mb: float = 20,
     output_root: str | os.PathLike,
-    pose_steps: int | None = None,
     progress: bool = True,
 ) -> JobOutputs:
     """One web job: check the inputs, generate into a new folder under ``output_root``, return the videos.
@@ -72,12 +71,11 @@ def run_job(
         pipe: the loaded pipeline (shared by all jobs).
         image_path: the uploaded photo of the person.
         audio_path: the uploaded or recorded speech.
-        steps, guidance: stage-2 sampling (None: the model's defaults).
         seed: random seed of both stages.
+        stage1, stage2: sampling overrides per stage (see :meth:`MMGTPipeline.__call__`; None: the model's).
         max_seconds: refuse longer audio.
         max_image_mb: refuse larger image files (megabytes, 10^6 bytes).
         output_root: each job gets a fresh folder here (``<time>-<random>/``).
-        pose_steps: stage-1 sampling steps (None: the model's default).
         progress: tqdm progress bars per stage (the page follows them).
 
     Returns:
@@ -106,9 +104,8 @@ def run_job(
             preview=job / "preview.mp4",
             intermediates=job / "intermediates",
             seed=int(seed),
-            steps=steps,
-            guidance=guidance,
-            pose_steps=pose_steps,
+            stage1=stage1,
+            stage2=stage2,
             max_seconds=max_seconds,
             progress=progress,
         )
@@ -119,7 +116,7 @@ def run_job(
         shutil.rmtree(job, ignore_errors=True)
         raise
     extra = {p.relative_to(job / "intermediates").as_posix(): p for p in result.intermediates}
-    masks = [extra[f"masks/{name}.mp4"] for name in MASK_NAMES]
+    masks = [extra[f"masks/{name}.mp4"] for name in MOTION_MASKS]
     return JobOutputs(result.output, result.preview, extra["pose.mp4"], *masks)
 
 
@@ -153,9 +150,8 @@ def gradio_handler(pipe: MMGTPipeline, *, max_seconds: float, max_image_mb: floa
                 pipe,
                 _upload_path(image),
                 _upload_path(audio),
-                int(steps),
-                float(guidance),
-                int(seed or 0),
+                seed=int(seed or 0),
+                stage2={"num_inference_steps": int(steps), "guidance_scale": float(guidance)},
                 max_seconds=max_seconds,
                 max_image_mb=max_image_mb,
                 output_root=output_root,
@@ -177,7 +173,7 @@ def build_app(
     """The page: inputs and settings on the left, the videos on the right; queued, one job at a time.
 
     Args:
-        pipe: the loaded pipeline; the settings' defaults come from ``pipe.config``.
+        pipe: the loaded pipeline; the settings' defaults are the model's (``pipe.stage2.sampling``).
         max_seconds: longest accepted audio.
         max_image_mb: largest accepted image file.
         output_root: where the job folders go (default: a new temporary folder).
@@ -192,7 +188,7 @@ def build_app(
     root = Path(output_root) if output_root is not None else Path(tempfile.mkdtemp(prefix="mmgt-app-"))
     root.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([root])  # serve the job files from where they are, without copies in gradio's cache
-    config = pipe.config
+    sampling = pipe.stage2.sampling
     generate = gradio_handler(pipe, max_seconds=max_seconds, max_image_mb=max_image_mb, output_root=root)
 
     with gr.Blocks(title="MMGT: speech + photo -> talking video") as demo:
@@ -210,7 +206,7 @@ def build_app(
                 steps = gr.Slider(
                     1,
                     100,
-                    value=config["steps"],
+                    value=sampling.num_inference_steps,
                     step=1,
                     label="Denoising steps (stage 2)",
                     info="fewer is faster, more is cleaner",
@@ -219,7 +215,7 @@ def build_app(
                 guidance = gr.Slider(
                     1.0,
                     10.0,
-                    value=config["guidance"],
+                    value=sampling.guidance_scale,
                     step=0.1,
                     label="Guidance scale (stage 2)",
                     elem_id="mmgt-guidance",
@@ -236,7 +232,7 @@ def build_app(
                         with gr.Tab("Pose"):
                             pose = gr.Video(label="Pose (stage 1)", interactive=False, elem_id="mmgt-pose")
                         masks = []
-                        for name in MASK_NAMES:
+                        for name in MOTION_MASKS:
                             with gr.Tab(f"Mask: {name.replace('_', ' + ')}"):
                                 masks.append(
                                     gr.Video(label=f"{name} mask", interactive=False, elem_id=f"mmgt-mask-{name}")

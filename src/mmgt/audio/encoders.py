@@ -42,6 +42,13 @@ WEIGHT_FILES = (
 _NORM_EPS = 1e-7  # same epsilon as transformers' Wav2Vec2FeatureExtractor zero-mean unit-variance normalisation
 
 
+# The two stages' recipes (spec §3.2, §5.4): which layers, and where the 50 -> 25 fps interpolation happens.
+STAGE_RECIPES: dict[int, dict[str, str]] = {
+    1: {"layers": "last", "interpolate": "after", "what": "WavLM"},
+    2: {"layers": "all", "interpolate": "before_transformer", "what": "wav2vec2"},
+}
+
+
 class SpeechEncoder:
     """A frozen transformers speech model that turns a waveform into (T, L, D) features at 25 fps.
 
@@ -92,6 +99,18 @@ class SpeechEncoder:
     # -----------------------------------------------------------------------------------------------------------------
     # Loading
     # -----------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def for_stage(cls, folder: str | Path, stage: int, **kwargs) -> SpeechEncoder:
+        """The speech encoder of a stage's audio recipe (spec §3.2, §5.4), loaded from ``folder``.
+
+        Stage 1 reads the last layer interpolated to 25 fps after the transformer (WavLM-Large in the release);
+        stage 2 reads every layer, interpolated before the transformer (wav2vec2-base). ``kwargs`` go to
+        :meth:`from_pretrained` (device, dtype, chunking).
+        """
+        if stage not in STAGE_RECIPES:
+            raise MmgtError(f"stage must be 1 or 2, got {stage!r}")
+        return cls.from_pretrained(folder, **{**STAGE_RECIPES[stage], **kwargs})
+
     @classmethod
     def from_pretrained(
         cls,

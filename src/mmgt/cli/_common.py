@@ -21,6 +21,61 @@ def load_stage2_pipeline(model, encoder=None):
     require_pipeline_folder(model, "stage-2 model")
     pipe = PoseToVideoPipeline.from_pretrained(model)
     if encoder is not None:
-        kind = dict(layers="all", interpolate="before_transformer", what="wav2vec2")  # the stage-2 recipe (spec §5.4)
-        pipe.set_audio_encoder(SpeechEncoder.from_pretrained(encoder, **kind))
+        pipe.set_audio_encoder(SpeechEncoder.for_stage(encoder, stage=2))
     return pipe
+
+
+# Sampling flags -> the pipelines' own setting names. Every flag defaults to None: "the value saved with the model".
+_POSE_FLAGS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "sampler": "sampler"}
+_VIDEO_FLAGS = {
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "audio_guidance": "audio_guidance_scale",
+    "window": "window_frames",
+    "overlap": "overlap",
+    "closed_loop": "closed_loop",
+}
+
+
+def add_pose_sampling_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--[prefix]steps``, ``--[prefix]guidance``, ``--[prefix]sampler``: stage-1 sampling (default: the model's)."""
+    p.add_argument(f"--{prefix}steps", type=int, default=None, help="stage-1 sampling steps (default: the model's)")
+    p.add_argument(f"--{prefix}guidance", type=float, default=None, help="stage-1 CFG scale (default: the model's)")
+    p.add_argument(
+        f"--{prefix}sampler", choices=("ddim", "dpm"), default=None, help="DDIM or DPM-Solver++ (default: the model's)"
+    )
+
+
+def add_video_sampling_arguments(p: argparse.ArgumentParser, windows: bool = True) -> None:
+    """Stage-2 sampling flags (default: the model's): steps, guidance, audio guidance and the context windows."""
+    p.add_argument("--steps", type=int, default=None, help="stage-2 denoising steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="stage-2 CFG scale (default: the model's)")
+    if not windows:
+        return
+    p.add_argument(
+        "--audio-guidance",
+        type=float,
+        default=None,
+        help="separate audio guidance scale (three-branch CFG; default: the model's, one scale for image and audio)",
+    )
+    p.add_argument("--window", type=int, default=None, help="frames per context window (default: the model's)")
+    p.add_argument(
+        "--overlap", type=int, default=None, help="frames shared by neighbour windows (default: the model's)"
+    )
+    p.add_argument(
+        "--closed-loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="wrap the last context window around to the start, as released (default: the model's setting)",
+    )
+
+
+def pose_sampling(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The stage-1 sampling overrides the flags give (None: the model's value)."""
+    prefix = prefix.replace("-", "_")
+    return {name: getattr(args, prefix + flag, None) for flag, name in _POSE_FLAGS.items()}
+
+
+def video_sampling(args: argparse.Namespace) -> dict:
+    """The stage-2 sampling overrides the flags give (None: the model's value)."""
+    return {name: getattr(args, flag, None) for flag, name in _VIDEO_FLAGS.items()}

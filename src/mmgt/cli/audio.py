@@ -68,12 +68,7 @@ def _features(args: argparse.Namespace) -> int:
     wave = load_audio(args.audio, sample_rate=SAMPLE_RATE)
     encoder = None
     if args.encoder is not None:
-        recipe = (
-            {"layers": "last", "interpolate": "after"}
-            if args.stage == 1
-            else {"layers": "all", "interpolate": "before_transformer"}
-        )
-        encoder = SpeechEncoder.from_pretrained(args.encoder, device=args.device, **recipe)
+        encoder = SpeechEncoder.for_stage(args.encoder, args.stage, device=args.device)
 
     if args.stage == 2:
         features = stage2_audio_features(wave, SAMPLE_RATE, encoder)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmgt.cli._common import add_pose_sampling_arguments, pose_sampling
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,9 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--render", type=Path, default=None, help="also write the pose video (with the audio) here")
     p.add_argument("--masks-dir", type=Path, default=None, help="also write lips/face_hands/hands mask videos here")
     p.add_argument("--size", type=int, default=None, help="render size (default: the reference size)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2)")
-    p.add_argument("--sampler", choices=("ddim", "dpm"), default="ddim", help="DDIM (eta 1) or DPM-Solver++")
+    add_pose_sampling_arguments(p)
     p.add_argument("--candidates", type=int, default=1, help="motion selection among k candidates (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(
@@ -37,17 +37,16 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from mmgt.audio.encoders import SpeechEncoder
-    from mmgt.cli.pose import render_outputs
     from mmgt.contracts import PoseSequence
-    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline, make_sampling_scheduler
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
     from mmgt.pose.detect import MediaPipeDetector, extract_poses, require_person
+    from mmgt.pose.videos import write_pose_videos
     from mmgt.utils.audio_io import Audio
     from mmgt.utils.model_folders import require_pipeline_folder
 
     require_pipeline_folder(args.model, "stage-1 model")
-    speech = Audio.load(args.audio).at(16000)
-    wave = speech.wave
-    if speech.is_silent():
+    audio = Audio.load(args.audio)
+    if audio.is_silent():
         print(f"mmgt: warning: {args.audio} is silent; the speaker will barely move")
     if args.image is not None:
         with MediaPipeDetector(static_image_mode=True) as detector:
@@ -57,19 +56,16 @@ def _run(args: argparse.Namespace) -> int:
         reference = PoseSequence.load(args.pose)
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     if args.encoder is not None:
-        pipe.set_audio_encoder(SpeechEncoder.from_pretrained(args.encoder, layers="last"))
-    pipe.scheduler = make_sampling_scheduler(pipe, args.sampler)
+        pipe.set_audio_encoder(SpeechEncoder.for_stage(args.encoder, stage=1))
     out = pipe(
-        wave,
-        16000,
+        audio,
         reference,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
         generator=torch.Generator().manual_seed(args.seed),
         num_candidates=args.candidates,
+        **pose_sampling(args),
     )
     out.poses.save(args.output)
-    print(f"{args.output}: {out.poses.num_frames} frames ({len(wave) / 16000:.2f} s of audio)")
+    print(f"{args.output}: {out.poses.num_frames} frames ({audio.duration:.2f} s of audio)")
     if args.render is not None or args.masks_dir is not None:
-        render_outputs(out.poses, args.render, args.masks_dir, args.size, wave)
+        write_pose_videos(out.poses, args.render, args.masks_dir, args.size, audio)
     return 0

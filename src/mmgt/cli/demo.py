@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmgt.cli.generate import add_sampling_arguments
+from mmgt.cli.generate import add_generation_arguments
 
 DEMO_SECONDS = 5.0
 
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
         default=Path("demo-output/demo.mp4"),
         help="output video (default demo-output/demo.mp4; the preview goes beside it)",
     )
-    add_sampling_arguments(p)
+    add_generation_arguments(p)
     p.set_defaults(func=_run, preview=None)
 
 

@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from mmgt.cli._common import add_group, load_stage2_pipeline
+from mmgt.cli._common import (
+    add_group,
+    add_pose_sampling_arguments,
+    add_video_sampling_arguments,
+    load_stage2_pipeline,
+    pose_sampling,
+    video_sampling,
+)
 
 
 def register(subparsers) -> None:
@@ -21,9 +28,7 @@ def register(subparsers) -> None:
     )
     _dataset_arguments(p, "stage-1")
     p.add_argument("--pose-ae", type=Path, default=None, help="pose autoencoder folder for FGD")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--guidance", type=float, default=2.0, help="CFG scale (default 2)")
-    p.add_argument("--sampler", choices=("ddim", "dpm"), default="ddim", help="sampler (default ddim)")
+    add_pose_sampling_arguments(p)
     p.add_argument(
         "--conditions",
         nargs="+",
@@ -46,8 +51,7 @@ def register(subparsers) -> None:
     _dataset_arguments(p, "stage-2")
     p.add_argument("--frames", type=int, default=None, help="score only the first N frames of each clip")
     p.add_argument("--size", type=int, default=128, help="output size (default 128)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    p.add_argument("--guidance", type=float, default=3.5, help="CFG scale (default 3.5)")
+    add_video_sampling_arguments(p, windows=False)
     p.add_argument("--conditions", nargs="+", default=["audio", "no_audio"], help="audio and/or no_audio")
     p.add_argument("--encoder", type=Path, default=None, help="wav2vec2 folder, if the model reads wav2vec2 features")
     p.add_argument("--videos", type=Path, default=None, help="write real | generated side-by-side videos here")
@@ -74,7 +78,7 @@ def _write_json(path: Path | None, payload: dict) -> None:
 
 def _stage1(args: argparse.Namespace) -> int:
     from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
-    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline, make_sampling_scheduler
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
     from mmgt.training.preflight import check_eval
     from mmgt.training.validate_stage1 import CONDITIONS, generate_for_clips, score_conditions
 
@@ -89,14 +93,16 @@ def _stage1(args: argparse.Namespace) -> int:
         positive={"--clips": args.clips, "--steps": args.steps},
     )
     pipe = AudioToPosePipeline.from_pretrained(args.model)
-    pipe.scheduler = make_sampling_scheduler(pipe, args.sampler)
+    pipe.set_sampling(**pose_sampling(args))  # the flags override the model's defaults for this evaluation
+    sampling = pipe.sampling
     ae = PoseAutoencoder.from_pretrained(args.pose_ae) if args.pose_ae else None
-    generated = generate_for_clips(
-        pipe, args.data, args.split, args.clips, tuple(args.conditions), args.steps, args.guidance, args.seed
-    )
+    generated = generate_for_clips(pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed)
     results = score_conditions(generated, tuple(args.conditions), ae)
     metrics = sorted(next(iter(results.values())))
-    print(f"{len(generated['clips'])} clips of {args.data} ({args.split}), {args.sampler} {args.steps} steps")
+    print(
+        f"{len(generated['clips'])} clips of {args.data} ({args.split}), {sampling.sampler} "
+        f"{sampling.num_inference_steps} steps, guidance {sampling.guidance_scale:g}"
+    )
     print("| condition | " + " | ".join(metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for cond, row in results.items():
@@ -105,9 +111,7 @@ def _stage1(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
-        "steps": args.steps,
-        "sampler": args.sampler,
-        "guidance": args.guidance,
+        "sampling": sampling.to_dict(),
         "clips": generated["clips"],
         "results": results,
     }
@@ -130,6 +134,8 @@ def _stage2(args: argparse.Namespace) -> int:
         positive={"--clips": args.clips, "--steps": args.steps, "--size": args.size, "--frames": args.frames},
     )
     pipe = load_stage2_pipeline(args.model, args.encoder)
+    pipe.set_sampling(**video_sampling(args))  # the flags override the model's defaults for this evaluation
+    sampling = pipe.sampling
     result = evaluate_stage2(
         pipe,
         args.data,
@@ -138,15 +144,13 @@ def _stage2(args: argparse.Namespace) -> int:
         args.frames,
         args.size,
         tuple(args.conditions),
-        args.steps,
-        args.guidance,
-        args.seed,
-        args.videos,
+        seed=args.seed,
+        videos_dir=args.videos,
     )
     metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
     print(
-        f"{len(result['clips'])} clips of {args.data} ({args.split}) at {args.size}px, {args.steps} steps, "
-        f"guidance {args.guidance}"
+        f"{len(result['clips'])} clips of {args.data} ({args.split}) at {args.size}px, "
+        f"{sampling.num_inference_steps} steps, guidance {sampling.guidance_scale:g}"
     )
     print("| condition | " + " | ".join(metrics) + " |")
     print("|---|" + "---|" * len(metrics))
@@ -157,8 +161,7 @@ def _stage2(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "split": args.split,
         "size": args.size,
-        "steps": args.steps,
-        "guidance": args.guidance,
+        "sampling": sampling.to_dict(),
         **result,
     }
     _write_json(args.output, payload)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmgt.cli._common import add_pose_sampling_arguments, add_video_sampling_arguments, pose_sampling, video_sampling
 
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+
+def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     """The generation options shared by ``mmgt generate`` and ``mmgt demo``."""
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--steps", type=int, default=None, help="stage-2 denoising steps (default: the model's, 30)")
-    p.add_argument("--guidance", type=float, default=None, help="stage-2 CFG scale (default: the model's, 3.5)")
-    p.add_argument("--pose-steps", type=int, default=None, help="stage-1 sampling steps (default: the model's, 50)")
+    add_video_sampling_arguments(p, windows=False)
+    add_pose_sampling_arguments(p, prefix="pose-")
     p.add_argument("--size", type=int, default=None, help="output size N x N, a multiple of 8 (default: the model's)")
     p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=None,
-        help="refuse longer audio (default: the model's, 600 s; 0 = no limit)",
+        "--max-seconds", type=float, default=None, help="refuse longer audio (default: the model's; 0 = no limit)"
     )
     p.add_argument(
         "--preview", type=Path, default=None, help="also write a side-by-side video: reference | pose | masks | output"
@@ -46,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--image", type=Path, required=True, help="photo of the person (png, jpg, webp, ...)")
     p.add_argument("--audio", type=Path, required=True, help="speech (wav, flac, mp3, m4a, ogg or a video)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4)")
-    add_sampling_arguments(p)
+    add_generation_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -64,12 +62,11 @@ def run_generation(args: argparse.Namespace, model: Path, image: Path, audio: Pa
         preview=args.preview,
         intermediates=args.save_intermediates,
         seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        pose_steps=args.pose_steps,
         size=args.size,
         max_seconds=args.max_seconds,
         reference_pose=reference_pose,
+        stage1=pose_sampling(args, prefix="pose_"),
+        stage2=video_sampling(args),
         progress=not args.quiet,
     )
     print(f"{result.output}: {result.num_frames} frames ({result.duration_s:.2f} s) with audio")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 from pathlib import Path
 
 from mmgt.cli._common import add_group
-
-RENDER_CHUNK = 64  # frames rendered per batch: memory stays constant for any length
 
 
 def register(subparsers) -> None:
@@ -72,46 +69,16 @@ def _is_video(path: Path) -> bool:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from mmgt.constants import MOTION_MASKS
     from mmgt.contracts import PoseSequence
-    from mmgt.utils.audio_io import load_audio
+    from mmgt.pose.videos import write_pose_videos
+    from mmgt.utils.audio_io import Audio
 
     pose = PoseSequence.load(args.poses)
-    audio = load_audio(args.audio) if args.audio is not None else None
-    render_outputs(pose, args.output, args.masks_dir, args.size, audio)
+    audio = Audio.load(args.audio) if args.audio is not None else None
+    write_pose_videos(pose, args.output, args.masks_dir, args.size, audio)
+    print(f"{args.output}: {pose.num_frames} frames at {args.size}x{args.size}, {pose.fps:g} fps")
+    if args.masks_dir is not None:
+        names = ", ".join(f"{n}.mp4" for n in MOTION_MASKS)
+        print(f"{args.masks_dir}: {names} ({pose.num_frames} frames each)")
     return 0
-
-
-def render_outputs(
-    pose, output: Path | None, masks_dir: Path | None, size: int | None, audio=None, quiet: bool = False
-) -> None:
-    """Stream the pose video (with ``audio`` muxed, 16 kHz) and the three mask videos, chunk by chunk."""
-    from mmgt.errors import MmgtError
-    from mmgt.pose.masks import mask_frames_to_uint8, motion_masks
-    from mmgt.pose.render import render_pose_sequence
-    from mmgt.utils.video_io import VideoWriter
-
-    size = size or max(pose.width, pose.height)
-    if size < 16 or size % 2:
-        raise MmgtError(f"--size must be an even number >= 16, got {size}")
-    pose = pose.rescaled(size, size)
-    names = ("lips", "face_hands", "hands")
-    with ExitStack() as stack:
-        writers = {}
-        if output is not None:
-            writers["pose"] = stack.enter_context(VideoWriter(output, fps=pose.fps, audio=audio))
-        if masks_dir is not None:
-            writers.update({n: stack.enter_context(VideoWriter(masks_dir / f"{n}.mp4", fps=pose.fps)) for n in names})
-        for start in range(0, pose.num_frames, RENDER_CHUNK):
-            chunk = pose[start : start + RENDER_CHUNK]
-            if "pose" in writers:
-                writers["pose"].write(render_pose_sequence(chunk))
-            if masks_dir is not None:
-                masks = motion_masks(chunk)
-                for n in names:
-                    writers[n].write(mask_frames_to_uint8(getattr(masks, n)))
-    if quiet:
-        return
-    if output is not None:
-        print(f"{output}: {pose.num_frames} frames at {size}x{size}, {pose.fps:g} fps")
-    if masks_dir is not None:
-        print(f"{masks_dir}: " + ", ".join(f"{n}.mp4" for n in names) + f" ({pose.num_frames} frames each)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmgt.cli._common import load_stage2_pipeline
+from mmgt.cli._common import add_video_sampling_arguments, load_stage2_pipeline, video_sampling
 
 
 def register(subparsers) -> None:
@@ -21,25 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--pose", type=Path, required=True, help="keypoint .npz at 25 fps (e.g. from mmgt audio2pose)")
     p.add_argument("--audio", type=Path, default=None, help="speech audio (wav, flac, mp3, m4a, ogg or a video)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output video (.mp4)")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
-    p.add_argument("--guidance", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
-    p.add_argument(
-        "--audio-guidance",
-        type=float,
-        default=None,
-        help="separate audio guidance scale (three-branch CFG); default: one scale for image and audio",
-    )
+    add_video_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--size", type=int, default=None, help="output size N x N, a multiple of 8 (default: the pose file's size)"
-    )
-    p.add_argument("--window", type=int, default=None, help="frames per context window (default: the model's, 12)")
-    p.add_argument("--overlap", type=int, default=None, help="frames shared by neighbour windows (default: 4)")
-    p.add_argument(
-        "--closed-loop",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="wrap the last context window around to the start, as released (default: the model's setting)",
     )
     p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode call (default 8)")
     p.add_argument(
@@ -51,35 +36,28 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from mmgt.constants import FPS, MUX_SAMPLE_RATE, SAMPLE_RATE
+    from mmgt.constants import FPS, MUX_SAMPLE_RATE
     from mmgt.contracts import PoseSequence
-    from mmgt.utils.audio_io import load_audio
-    from mmgt.utils.video_io import VideoWriter, read_image
+    from mmgt.pipelines.reference import load_image
+    from mmgt.utils.audio_io import Audio
+    from mmgt.utils.video_io import VideoWriter
 
-    image = read_image(args.image)
+    image = load_image(args.image)
     poses = PoseSequence.load(args.pose)
-    wave = mux = None
-    if args.audio is not None:
-        wave = load_audio(args.audio)  # 16 kHz mono: what the features were trained on
-        mux = load_audio(args.audio, sample_rate=MUX_SAMPLE_RATE)
+    audio = Audio.load(args.audio) if args.audio is not None else None
+    mux = {} if audio is None else {"audio": audio.at(MUX_SAMPLE_RATE).wave, "sample_rate": MUX_SAMPLE_RATE}
     pipe = load_stage2_pipeline(args.model, args.encoder)
-    with VideoWriter(args.output, fps=FPS, audio=mux, sample_rate=MUX_SAMPLE_RATE) as writer:
+    with VideoWriter(args.output, fps=FPS, **mux) as writer:
         pipe(
             image,
             poses,
-            audio=wave,
-            sample_rate=SAMPLE_RATE,
+            audio,
             height=args.size,
             width=args.size,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            audio_guidance_scale=args.audio_guidance,
             generator=torch.Generator().manual_seed(args.seed),
             decode_chunk_size=args.decode_chunk,
             frame_callback=writer.write,  # streamed: memory does not grow with the video length
-            window_frames=args.window,
-            overlap=args.overlap,
-            closed_loop=args.closed_loop,
+            **video_sampling(args),
         )
     print(f"{args.output}: {writer.num_frames} frames ({writer.num_frames / FPS:.2f} s)")
     return 0

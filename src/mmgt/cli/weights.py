@@ -7,7 +7,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from mmgt.cli._common import add_group
+from mmgt.cli._common import (
+    add_group,
+    add_pose_sampling_arguments,
+    add_video_sampling_arguments,
+    pose_sampling,
+    video_sampling,
+)
 
 
 def register(subparsers) -> None:
@@ -51,8 +57,8 @@ def register(subparsers) -> None:
         "--stage2-encoder", type=Path, default=None, help="wav2vec2 folder, if stage 2 reads wav2vec2 features"
     )
     p.add_argument("--size", type=int, required=True, help="output size the model generates at (e.g. 128, 512)")
-    p.add_argument("--steps", type=int, default=None, help="default stage-2 sampling steps (default 30)")
-    p.add_argument("--pose-steps", type=int, default=None, help="default stage-1 sampling steps (default 50)")
+    add_video_sampling_arguments(p, windows=False)
+    add_pose_sampling_arguments(p, prefix="pose-")
     p.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write")
     p.set_defaults(func=_assemble)
 
@@ -98,13 +104,13 @@ def _check(args: argparse.Namespace) -> int:
 def _assemble(args: argparse.Namespace) -> int:
     from mmgt.pipelines.mmgt_pipeline import assemble_model
 
-    settings = {"size": args.size, "steps": args.steps, "pose_steps": args.pose_steps}
     folder = assemble_model(
         args.stage1,
         args.stage2,
         args.output,
-        {k: v for k, v in settings.items() if v},
-        {"stage1": args.stage1_encoder, "stage2": args.stage2_encoder},
+        settings={"size": args.size},
+        encoders={"stage1": args.stage1_encoder, "stage2": args.stage2_encoder},
+        sampling={"stage1": pose_sampling(args, prefix="pose_"), "stage2": video_sampling(args)},
     )
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     print(f"{folder}: model folder written ({size / 2**20:.1f} MiB)")

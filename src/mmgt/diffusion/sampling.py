@@ -10,7 +10,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from mmgt.diffusion.guidance import cfg_combine
+from mmgt.diffusion.guidance import cfg_combine, guidance_enabled
 from mmgt.diffusion.schedulers import use_float64_schedule
 from mmgt.errors import MmgtError
 
@@ -34,9 +34,9 @@ def sample_window(
     scheduler: SchedulerMixin,
     cond_pose: torch.Tensor,
     audio: torch.Tensor,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 2.0,
-    eta: float = 1.0,
+    num_inference_steps: int,
+    guidance_scale: float,
+    eta: float,
     generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """Sample one keypoint window x0 ~ p(x0 | p0, audio).
@@ -52,8 +52,9 @@ def sample_window(
             called here, so the scheduler's state is reset.
         cond_pose: (B, K, 3) normalised pose of the frame before the window.
         audio: (B, F, D) per-frame audio features of the window.
-        num_inference_steps: denoising steps (official: 50).
-        guidance_scale: CFG weight w (official: 2); 1 skips the unconditional pass.
+        num_inference_steps: denoising steps (official: 50; the defaults live in
+            :mod:`mmgt.pipelines.sampling_defaults`).
+        guidance_scale: CFG weight w (official: 2); 1 skips the unconditional pass (:func:`guidance_enabled`).
         eta: DDIM noise weight (official: 1); only passed to schedulers whose ``step`` accepts it.
         generator: seeds the initial noise and the DDIM step noise.
 
@@ -72,7 +73,7 @@ def sample_window(
     use_float64_schedule(scheduler)  # avoids NaN from float32 rounding in DDIM's eta = 1 step at t = 999
     scheduler.set_timesteps(num_inference_steps, device=device)
     step_kwargs = _step_kwargs(scheduler, eta, generator)
-    guided = guidance_scale != 1.0
+    guided = guidance_enabled(guidance_scale)
     # D_c on the first half of the batch, D_∅ (null audio) on the second.
     drop = torch.arange(2 * batch if guided else batch, device=device) >= batch  # (2B,) or (B,)
     cond_pose_in, audio_in = (torch.cat([cond_pose] * 2), torch.cat([audio] * 2)) if guided else (cond_pose, audio)

@@ -1,8 +1,8 @@
 """Stage II inference: reference image + pose sequence (+ speech) -> a video of any length (spec §5.7, §6 steps 7-10).
 
-The video is denoised in overlapping context windows (:func:`~mmgt.pipelines.sliding_window.context_windows`); at
-every diffusion step each window is run through the UNet and the predictions of overlapping windows are averaged per
-frame before ONE scheduler step on the whole latent sequence. The ReferenceNet runs once per video.
+The video is denoised in overlapping context windows (:mod:`mmgt.pipelines.context_windows`); at every diffusion step
+each window is run through the UNet and the predictions of overlapping windows are averaged per frame before ONE
+scheduler step on the whole latent sequence. The ReferenceNet runs once per video.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel, UNetMotionModel
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
@@ -25,70 +23,25 @@ from transformers import CLIPVisionModelWithProjection
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import feature_spec, stage2_audio_features
 from mmgt.audio.windows import pad_to, stack_context
-from mmgt.constants import FPS
+from mmgt.constants import FPS, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
-from mmgt.diffusion.guidance import cfg_combine
+from mmgt.diffusion.guidance import Guidance
 from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs
 from mmgt.models.audio_attention import AudioAttentionAdapter
 from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.denoising_unet import denoise, encode_reference, install_stage2_processors
 from mmgt.models.pose_guider import PoseGuider
-from mmgt.pipelines.sliding_window import context_windows
+from mmgt.pipelines.context_windows import WindowCache, WindowConditions, context_windows
+from mmgt.pipelines.reference import clip_pixels, fit_image
+from mmgt.pipelines.sampling_defaults import VideoSampling
 from mmgt.pose.masks import branch_masks
 from mmgt.pose.render import pose_at_size, render_pose_sequence
-from mmgt.utils.audio_io import check_wave
+from mmgt.utils.audio_io import Audio
 
 logger = logging.get_logger(__name__)
 
-# OpenAI CLIP's preprocessing constants (the feature extractor of sd-image-variations-diffusers).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 OUTPUT_TYPES = ("np", "latent")
-UNCOND_REFERENCE = ("skip", "zero_clip")  # what the unconditional CFG branch sees of the reference
-
-
-def fit_reference(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
-    """Resize ``image`` to cover ``height`` x ``width`` (aspect ratio kept), then centre-crop to exactly that size.
-
-    Returns:
-        (height, width, 3) uint8 RGB.
-    """
-    image = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
-        raise MmgtError(f"reference_image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
-    h0, w0 = image.shape[:2]
-    if (h0, w0) == (height, width):
-        return image
-    scale = max(height / h0, width / w0)
-    size = (max(width, round(w0 * scale)), max(height, round(h0 * scale)))  # cv2 wants (w, h)
-    # Area averaging when shrinking (no aliasing), bilinear when enlarging.
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (size[1] - height) // 2, (size[0] - width) // 2
-    return np.ascontiguousarray(resized[top : top + height, left : left + width])
-
-
-def clip_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
-    """CLIP image preprocessing in torch, for training batches and inference alike.
-
-    As ``CLIPImageProcessor`` does: bicubic resize of the short side to ``image_size``, centre crop, CLIP mean/std.
-
-    Args:
-        images: (B, 3, H, W) RGB in [-1, 1] (the VAE's input range).
-        image_size: the vision model's ``config.image_size`` (224 for ViT-L/14).
-
-    Returns:
-        (B, 3, image_size, image_size) normalised pixel values.
-    """
-    h, w = images.shape[-2:]
-    scale = image_size / min(h, w)
-    size = (max(image_size, round(h * scale)), max(image_size, round(w * scale)))
-    x = F.interpolate((images.float() + 1) / 2, size=size, mode="bicubic", antialias=True, align_corners=False)
-    top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-    x = x[..., top : top + image_size, left : left + image_size].clamp(0, 1)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 @dataclass
@@ -99,110 +52,33 @@ class PoseToVideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | None
 
 
-@dataclass(frozen=True)
-class Guidance:
-    """Which conditioning branches make up the UNet batch and how their predictions combine (spec §5.7).
-
-    Branches: ``uncond`` (zero CLIP embedding in ReferenceNet and UNet, zero audio tokens), ``image`` (CLIP, zero
-    audio), ``full`` (CLIP and audio). Pose features and masks are shared by all branches.
-
-    * ``audio_scale`` None, ``scale`` > 1: (uncond, full), u + s (c - u), the released CFG.
-    * ``audio_scale`` set: (uncond, image, full), u + s (i - u) + s_a (c - i): image guidance, then audio guidance on
-      top of it (the compositional form of InstructPix2Pix). With s_a == s it equals the two-branch form.
-    * otherwise: (full,) alone, no guidance.
-    """
-
-    scale: float
-    audio_scale: float | None = None
-
-    @property
-    def branches(self) -> tuple[str, ...]:
-        if self.audio_scale is not None:
-            return ("uncond", "image", "full")
-        return ("uncond", "full") if self.scale > 1.0 else ("full",)
-
-    def combine(self, out: torch.Tensor) -> torch.Tensor:
-        """(n_branches, C, F, h, w) UNet outputs -> (1, C, F, h, w) guided prediction (on the v-output)."""
-        if out.shape[0] == 1:
-            return out
-        if out.shape[0] == 2:
-            return cfg_combine(out[:1], out[1:], self.scale)
-        uncond, image, full = out[:1], out[1:2], out[2:]
-        return cfg_combine(uncond, image, self.scale) + self.audio_scale * (full - image)
-
-
-@dataclass
-class WindowConditions:
-    """The timestep-independent inputs of one context window (w frames, n guidance branches).
-
-    Attributes:
-        pose_features: (w, C0, h, w) PoseGuider output, shared by the branches.
-        region_masks: per UNet level (w, 3, h_l, w_l) MM-HAA branch masks, shared by the branches.
-        audio_tokens: (n * w, N, D) audio tokens, branch-major (zeros in the branches without audio).
-    """
-
-    pose_features: torch.Tensor
-    region_masks: list[torch.Tensor]
-    audio_tokens: torch.Tensor
-
-    @property
-    def nbytes(self) -> int:
-        tensors = [self.pose_features, self.audio_tokens, *self.region_masks]
-        return sum(t.numel() * t.element_size() for t in tensors)
-
-
-class _WindowCache:
-    """Window conditions kept across timesteps when all ``num_windows`` of them fit in ``budget`` bytes.
-
-    All or nothing: a short video keeps every window's conditions (the speed-up matters most there, and its memory
-    is small), a long one recomputes them at every step, so peak memory does not grow with the length (a partial
-    cache filled up to its budget made a 60 s run peak 1.49x a 6 s run). At SD-1.5 size a 12-frame window costs
-    about 66 MB in float32, almost all of it pose features (12 x 320 x 64 x 64); masks add 0.8 MB and audio
-    tokens 1.2 MB per branch.
-    """
-
-    def __init__(self, budget: float, num_windows: int):
-        self.budget, self.num_windows, self.used, self.items = budget, num_windows, 0, {}
-
-    def get(self, key: int, make: Callable[[], WindowConditions]) -> WindowConditions:
-        if key in self.items:
-            return self.items[key]
-        value = make()
-        if not self.items and value.nbytes * self.num_windows > self.budget:
-            self.budget = 0  # the whole video does not fit: cache nothing
-        if self.used + value.nbytes <= self.budget:
-            self.items[key], self.used = value, self.used + value.nbytes
-        return value
-
-
 class PoseToVideoPipeline(DiffusionPipeline):
     """MMGT stage II for any length: reference image + pose sequence (+ speech) -> video frames.
 
     Components: ``vae``, ``image_encoder`` (CLIP vision with projection), ``reference_unet`` (ReferenceNet, 2D),
     ``unet`` (UNetMotionModel), ``pose_guider``, ``audio_projection``, ``audio_adapter`` (MM-HAA weights, its own
-    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``). The reference/MM-HAA attention
-    processors are installed in ``__init__``, so ``from_pretrained`` returns a working pipeline.
+    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``; the sampler). The reference/MM-HAA
+    attention processors are installed in ``__init__``, so ``from_pretrained`` returns a working pipeline.
 
     Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
-    trained on),
-    ``region_scales`` (MM-HAA branch weights at inference, spec §5.3: (1, 1, 2)), ``window_frames``/``overlap``
-    (context windows, spec §5.7: 12/4), ``closed_loop`` (wrap the last window to the start, as released) and
-    ``uncond_reference``: what the unconditional CFG branch sees of the reference. ``"skip"`` (default, our decision):
-    no ReferenceNet features, exactly what training's image dropout shows the model ("zero the CLIP embedding and
-    skip ReferenceNet", spec §5.5), so the branch CFG extrapolates from is one the model was trained on.
-    ``"zero_clip"``: the released sampler's ReferenceNet run with a zero CLIP embedding (spec §5.7), a branch
-    training never produces; kept to reproduce the release. ``pose_mouth``: whether the pose images show the
-    jaw-line and lip landmarks, as the model was trained (``data.pose_mouth``); without them the mouth comes from the
-    audio alone.
+    trained on), ``pose_mouth`` (whether the pose images show the jaw-line and lip landmarks, as the model was
+    trained: ``data.pose_mouth``; without them the mouth comes from the audio alone) and the sampling defaults of
+    :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (steps, guidance, MM-HAA branch weights, context windows,
+    ``uncond_reference``), which every call argument left at ``None`` takes. ``uncond_reference`` is what the
+    unconditional CFG branch sees of the reference: ``"skip"`` (default) no ReferenceNet features, exactly what
+    training's image dropout shows the model (spec §5.5) and what the release's sampler does (spec §5.7, verified);
+    ``"zero_clip"``: the ReferenceNet run with a zero CLIP embedding, a branch training never produces.
 
     Modules run in whatever train/eval mode they are in (``from_pretrained`` gives eval mode); call ``.eval()`` on
     modules taken from a training loop before sampling.
 
     Example:
         >>> pipe = PoseToVideoPipeline.from_pretrained("runs/stage2/video/final")  # doctest: +SKIP
-        >>> out = pipe(read_image("ref.png"), PoseSequence.load("poses.npz"), audio=wave, sample_rate=16000)
-        >>> save_video("out.mp4", out.frames, audio=wave, sample_rate=16000)
+        >>> out = pipe(read_image("ref.png"), PoseSequence.load("poses.npz"), Audio.load("speech.wav"))
+        >>> save_video("out.mp4", out.frames)
     """
+
+    _defaults = VideoSampling()
 
     def __init__(
         self,
@@ -215,17 +91,22 @@ class PoseToVideoPipeline(DiffusionPipeline):
         audio_adapter: AudioAttentionAdapter,
         scheduler: SchedulerMixin,
         audio_features: dict | None = None,
-        region_scales: list[float] | tuple[float, ...] = (1.0, 1.0, 2.0),
-        window_frames: int = 12,
-        overlap: int = 4,
-        closed_loop: bool = True,
-        uncond_reference: str = "skip",
         pose_mouth: bool = True,
+        num_inference_steps: int = _defaults.num_inference_steps,
+        guidance_scale: float = _defaults.guidance_scale,
+        audio_guidance_scale: float | None = _defaults.audio_guidance_scale,
+        branch_weights: list[float] | tuple[float, ...] = _defaults.branch_weights,
+        uncond_reference: str = _defaults.uncond_reference,
+        window_frames: int = _defaults.window_frames,
+        overlap: int = _defaults.overlap,
+        closed_loop: bool = _defaults.closed_loop,
+        region_scales: list[float] | None = None,  # the name of branch_weights in folders saved before 0.2
     ):
         super().__init__()
         audio_features = audio_features or feature_spec(None, stage=2)
         _check_audio_projection(audio_projection, audio_features)
-        context_windows(1, window_frames, overlap)  # validates window/overlap
+        arguments = locals() if region_scales is None else {**locals(), "branch_weights": region_scales}
+        sampling = VideoSampling.from_config(arguments)  # the sampling arguments above, checked
         self.register_modules(
             vae=vae,
             image_encoder=image_encoder,
@@ -236,20 +117,19 @@ class PoseToVideoPipeline(DiffusionPipeline):
             audio_adapter=audio_adapter,
             scheduler=scheduler,
         )
-        self.register_to_config(
-            audio_features=audio_features,
-            region_scales=[float(s) for s in region_scales],
-            window_frames=int(window_frames),
-            overlap=int(overlap),
-            closed_loop=bool(closed_loop),
-            uncond_reference=str(uncond_reference),
-            pose_mouth=bool(pose_mouth),
-        )
-        if uncond_reference not in UNCOND_REFERENCE:
-            raise MmgtError(f"uncond_reference must be one of {UNCOND_REFERENCE}, got {uncond_reference!r}")
+        self.register_to_config(audio_features=audio_features, pose_mouth=bool(pose_mouth), **sampling.to_dict())
         install_stage2_processors(unet, reference_unet, audio_adapter)  # processors are never saved
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.audio_encoder: SpeechEncoder | None = None
+
+    @property
+    def sampling(self) -> VideoSampling:
+        """The sampling defaults saved with this pipeline."""
+        return VideoSampling.from_config(self.config)
+
+    def set_sampling(self, **changes) -> None:
+        """Change the saved sampling defaults (``None`` keeps a value); they are written by ``save_pretrained``."""
+        self.register_to_config(**self.sampling.override(**changes).to_dict())
 
     def set_audio_encoder(self, encoder: SpeechEncoder) -> None:
         """Attach the wav2vec2 encoder that ``config.audio_features`` names (not needed for the mel fallback)."""
@@ -269,12 +149,10 @@ class PoseToVideoPipeline(DiffusionPipeline):
     def check_inputs(
         self,
         poses: PoseSequence,
-        audio: np.ndarray | None,
-        sample_rate: int,
+        audio: Audio | None,
         height: int | None,
         width: int | None,
-        num_inference_steps: int,
-        region_scales: tuple[float, ...],
+        sampling: VideoSampling,
         decode_chunk_size: int,
         output_type: str,
         frame_callback: Callable | None,
@@ -285,32 +163,35 @@ class PoseToVideoPipeline(DiffusionPipeline):
             raise MmgtError(f"poses must be a non-empty PoseSequence, got {got}")
         if round(poses.fps, 3) != FPS:
             raise MmgtError(f"poses run at {poses.fps:g} fps; stage II works at {FPS} fps")
+        if audio is not None and not isinstance(audio, Audio):
+            raise MmgtError(f"audio must be an mmgt.utils.audio_io.Audio (or None), got {type(audio).__name__}")
         height = poses.height if height is None else height  # default: the pose canvas
         width = poses.width if width is None else width
         factor = max(self.vae_scale_factor, self.pose_guider.downsample_factor)
         for name, value in (("height", height), ("width", width)):
             if int(value) != value or value <= 0 or value % factor:
                 raise MmgtError(f"{name} must be a positive multiple of {factor} (the VAE factor), got {value}")
-        if num_inference_steps < 1 or decode_chunk_size < 1:
+        if decode_chunk_size < 1:
+            raise MmgtError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        branches = len(self.audio_adapter.config.regions)
+        if len(sampling.branch_weights) != branches:
             raise MmgtError(
-                f"num_inference_steps and decode_chunk_size must be >= 1, got {num_inference_steps}, "
-                f"{decode_chunk_size}"
+                f"branch_weights needs {branches} values (one per MM-HAA branch), got {sampling.branch_weights}"
             )
-        regions = len(self.audio_adapter.config.regions)
-        if len(region_scales) != regions:
-            raise MmgtError(f"region_scales needs {regions} values (one per MM-HAA branch), got {region_scales}")
+        if sampling.window_frames > self.unet.config.motion_max_seq_length:  # the temporal position encoding's length
+            raise MmgtError(
+                f"window_frames must be <= {self.unet.config.motion_max_seq_length}, got {sampling.window_frames}"
+            )
         if output_type not in OUTPUT_TYPES or (output_type == "latent" and frame_callback is not None):
             raise MmgtError(
                 f"output_type must be one of {OUTPUT_TYPES} (no frame_callback with 'latent'), got {output_type!r}"
             )
-        if audio is not None:
-            check_wave(audio, sample_rate, name="audio")
-            speech = self.config.audio_features["speech"]
-            if speech.get("type") != "mel" and self.audio_encoder is None:
-                raise MmgtError(
-                    f"this model reads wav2vec2 features ({speech.get('folder')}); attach the encoder "
-                    "with set_audio_encoder()"
-                )
+        speech = self.config.audio_features["speech"]
+        if audio is not None and speech.get("type") != "mel" and self.audio_encoder is None:
+            raise MmgtError(
+                f"this model reads wav2vec2 features ({speech.get('folder')}); attach the encoder with "
+                "set_audio_encoder()"
+            )
         return int(height), int(width)
 
     def encode_reference_image(
@@ -341,23 +222,24 @@ class PoseToVideoPipeline(DiffusionPipeline):
             return features
         return {name: value[rows] for name, value in features.items()}
 
-    def prepare_audio_features(self, audio: np.ndarray | None, sample_rate: int, num_frames: int) -> np.ndarray | None:
+    def prepare_audio_features(self, audio: Audio | None, num_frames: int) -> np.ndarray | None:
         """(F, L, D) per-frame audio features for exactly ``num_frames`` frames, or None without audio.
 
-        The waveform is first cut or zero-padded to the video's duration: audio past the last frame is not encoded,
-        and frames past the end of the audio hear silence (the writer pads the muxed audio the same way).
+        The waveform (at the models' 16 kHz) is first cut or zero-padded to the video's duration: audio past the
+        last frame is not encoded, and frames past the end of the audio hear silence (the writer pads the muxed
+        audio the same way).
         """
         if audio is None:
             return None
-        wave = check_wave(audio, sample_rate, name="audio")
-        samples = -(-num_frames * int(sample_rate) // FPS)  # ceil(F / 25 s * sr)
-        if abs(len(wave) - samples) > sample_rate // FPS:
+        speech = audio.at(SAMPLE_RATE)
+        samples = -(-num_frames * SAMPLE_RATE // FPS)  # ceil(F / 25 s * sr)
+        if abs(len(speech.wave) - samples) > SAMPLE_RATE // FPS:
             logger.warning(
-                f"audio lasts {len(wave) / sample_rate:.2f} s but the poses {num_frames / FPS:.2f} s; "
+                f"audio lasts {speech.duration:.2f} s but the poses {num_frames / FPS:.2f} s; "
                 "the audio is cut or padded with silence"
             )
-        wave = np.pad(wave[:samples], (0, max(0, samples - len(wave))))
-        features = stage2_audio_features(wave, sample_rate, self.audio_encoder)  # (F, L, D), as the dataset
+        wave = np.pad(speech.wave[:samples], (0, max(0, samples - len(speech.wave))))
+        features = stage2_audio_features(wave, SAMPLE_RATE, self.audio_encoder)  # (F, L, D), as the dataset
         return pad_to(np.asarray(features, dtype=np.float32), num_frames)
 
     def prepare_window(
@@ -367,7 +249,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         audio_features: np.ndarray | None,
         branches: tuple[str, ...],
     ) -> WindowConditions:
-        """Pose features, branch masks and audio tokens of one window (``poses`` already at the output size)."""
+        """Pose features, branch masks and audio tokens of one window (``poses`` in pixels of the output)."""
         device, dtype = self._execution_device, self.unet.dtype
         window = poses.replace(keypoints=poses.keypoints[frames], scores=poses.scores[frames])
         rendered = render_pose_sequence(window, mouth=self.config.pose_mouth)  # (w, H, W, 3) uint8
@@ -407,6 +289,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         clip_embeds: torch.Tensor,
         attn_inputs: AttnInputs,
         guidance: Guidance,
+        uncond_reference: str,
         on_window: Callable[[], object],
     ) -> torch.Tensor:
         """The guided model output for the whole sequence: each window's prediction, averaged where windows overlap.
@@ -415,6 +298,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
             latents: (1, C, F, h, w) scheduler-scaled model input.
             clip_embeds: (n_branches, 1, D) per-branch CLIP embeddings.
             attn_inputs: read-mode inputs holding the reference features; audio/masks are set per window.
+            uncond_reference: ``"skip"``: the unconditional branch runs without reference attention.
 
         Returns:
             (1, C, F, h, w).
@@ -426,10 +310,10 @@ class PoseToVideoPipeline(DiffusionPipeline):
             cond = conditions(k)
             index = torch.tensor(frames, device=latents.device)
             inputs = replace(  # shares the reference-feature dict
-                attn_inputs, audio_tokens=cond.audio_tokens, region_masks=cond.region_masks, num_frames=len(frames)
+                attn_inputs, audio_tokens=cond.audio_tokens, region_masks=cond.branch_masks, num_frames=len(frames)
             )
             window = latents[:, :, index].repeat(n, 1, 1, 1, 1)  # (n, C, w, h, w): one copy per branch
-            if self.config.uncond_reference == "skip" and guidance.branches[0] == "uncond":
+            if uncond_reference == "skip" and guidance.branches[0] == "uncond":
                 # The unconditional branch runs alone without reference attention, the rest read the features.
                 w = len(frames)
                 off = replace(inputs, mode="off", reference_features={}, audio_tokens=cond.audio_tokens[:w])
@@ -472,82 +356,68 @@ class PoseToVideoPipeline(DiffusionPipeline):
         self,
         reference_image: np.ndarray | Image.Image,
         poses: PoseSequence,
-        audio: np.ndarray | None = None,
-        sample_rate: int = 16000,
+        audio: Audio | None = None,
+        *,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 30,
-        guidance_scale: float = 3.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         audio_guidance_scale: float | None = None,
-        region_scales: tuple[float, ...] | None = None,
+        branch_weights: tuple[float, ...] | None = None,
+        uncond_reference: str | None = None,
+        window_frames: int | None = None,
+        overlap: int | None = None,
+        closed_loop: bool | None = None,
         generator: torch.Generator | None = None,
         decode_chunk_size: int = 8,
         frame_callback: Callable[[np.ndarray], None] | None = None,
         output_type: str = "np",
         progress: bool = True,
-        window_frames: int | None = None,
-        overlap: int | None = None,
-        closed_loop: bool | None = None,
         condition_cache_mb: float = 16.0,
     ) -> PoseToVideoPipelineOutput:
         """Generate one video frame per pose frame.
 
+        Every sampling argument left at ``None`` takes the value saved with the model (:attr:`sampling`).
+
         Args:
-            reference_image: (H0, W0, 3) uint8 RGB or a PIL image of the person; resized to cover the output size
-                and centre-cropped (give it the aspect ratio of the pose canvas: poses are rescaled per axis).
+            reference_image: (H0, W0, 3) uint8 RGB or a PIL image of the person; fitted to the output size by
+                :func:`~mmgt.pipelines.reference.fit_image` (give it the aspect ratio of the pose canvas: poses are
+                rescaled per axis).
             poses: the pose sequence at 25 fps (pixels of ``poses.width`` x ``poses.height``); F frames.
-            audio: (N,) mono waveform, or None for pose-only mode (zero audio tokens, spec §5.7).
-            sample_rate: rate of ``audio`` in Hz.
+            audio: the speech, or None for pose-only mode (zero audio tokens, spec §5.7).
             height, width: output size, multiples of 8; default: the pose canvas size.
             num_inference_steps: scheduler steps (spec: 30).
-            guidance_scale: CFG scale s on the v-output (spec: 3.5); <= 1 turns CFG off.
-            audio_guidance_scale: separate audio scale s_a (three-branch CFG, see :class:`Guidance`); None = one
-                scale for image and audio together, as released.
-            region_scales: MM-HAA branch weights (w_g, w_fh, w_l); default ``config.region_scales``.
+            guidance_scale: CFG scale s on the v-output (spec: 3.5); 1 turns CFG off.
+            audio_guidance_scale: separate audio scale s_a (three-branch CFG, see
+                :class:`~mmgt.diffusion.guidance.Guidance`); None in the model = one scale for image and audio.
+            branch_weights: MM-HAA branch weights (w_global, w_face_hands, w_lips) (spec §5.3: (1, 1, 2)).
+            uncond_reference: ``"skip"`` or ``"zero_clip"`` (see the class docstring).
+            window_frames, overlap, closed_loop: the context windows (spec §5.7: 12, 4, wrapped).
             generator: seeds the initial noise (and stochastic schedulers).
             decode_chunk_size: frames per VAE decode call.
             frame_callback: receives the decoded frames in chunks of ``decode_chunk_size`` (N, H, W, 3) uint8; they
                 are then not kept (``frames`` is None), so memory does not grow with the video length.
             output_type: ``"np"`` (uint8 frames) or ``"latent"`` (the final latents, undecoded).
             progress: show a progress bar (one tick per window per step).
-            window_frames, overlap, closed_loop: override the context-window config for this call.
             condition_cache_mb: memory for per-window pose features, masks and audio tokens kept across steps;
-                windows beyond it are recomputed at every step (their rendering and pose guider are cheap next to
-                the UNet). Used only when every window fits (short videos), so peak memory stays flat in the video
-                length; 0 never caches.
+                used only when every window fits (short videos), so peak memory stays flat in the video length;
+                0 never caches.
 
         Returns:
             :class:`PoseToVideoPipelineOutput` with ``frames`` (F, H, W, 3) uint8, or None when streamed.
         """
-        scales = tuple(float(s) for s in (self.config.region_scales if region_scales is None else region_scales))
+        sampling = self.sampling.override(**VideoSampling.values_in(locals()))  # None: the saved value
         height, width = self.check_inputs(
-            poses,
-            audio,
-            sample_rate,
-            height,
-            width,
-            num_inference_steps,
-            scales,
-            decode_chunk_size,
-            output_type,
-            frame_callback,
+            poses, audio, height, width, sampling, decode_chunk_size, output_type, frame_callback
         )
-        windows = context_windows(
-            poses.num_frames,
-            self.config.window_frames if window_frames is None else window_frames,
-            self.config.overlap if overlap is None else overlap,
-            self.config.closed_loop if closed_loop is None else closed_loop,
-        )
-        if len(windows[0]) > self.unet.config.motion_max_seq_length:  # the temporal position encoding's length
-            raise MmgtError(
-                f"window_frames must be <= {self.unet.config.motion_max_seq_length}, got windows of {len(windows[0])}"
-            )
+        windows = context_windows(poses.num_frames, sampling.window_frames, sampling.overlap, sampling.closed_loop)
         # Without audio the image and full branches would be identical: plain CFG.
-        guidance = Guidance(guidance_scale, None if audio is None else audio_guidance_scale)
+        guidance = Guidance(sampling.guidance_scale, None if audio is None else sampling.audio_guidance_scale)
         branches, dtype = guidance.branches, self.unet.dtype
-        image = fit_reference(reference_image, height, width)
+        image = fit_image(reference_image, height, width)
         if abs(poses.width / poses.height - width / height) > 0.01 * width / height:
             logger.warning(f"poses are {poses.width}x{poses.height}, the output {width}x{height}: poses are stretched")
+        poses = pose_at_size(poses, width, height)  # once: windows, renders and masks use these pixels
 
         # 1. Reference: VAE latent and CLIP image embedding.
         ref_latents, clip_embeds = self.encode_reference_image(image, self._execution_device, dtype)
@@ -555,29 +425,36 @@ class PoseToVideoPipeline(DiffusionPipeline):
         reference = AttnInputs(
             mode="read",
             reference_features=self.prepare_reference_features(ref_latents, clip_embeds, branches),
-            region_scales=scales,
+            region_scales=sampling.branch_weights,
         )
         branch_embeds = torch.cat([torch.zeros_like(clip_embeds) if b == "uncond" else clip_embeds for b in branches])
         # 3. Audio features for all F frames (projected per window in step 5).
-        audio_features = self.prepare_audio_features(audio, sample_rate, poses.num_frames)
+        audio_features = self.prepare_audio_features(audio, poses.num_frames)
         # 4. Timesteps and initial noise for the whole sequence.
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        self.scheduler.set_timesteps(sampling.num_inference_steps, device=self._execution_device)
         latents = self.prepare_latents(poses.num_frames, height, width, generator)
         extra_step_kwargs = self._extra_step_kwargs(generator)
 
         # 5. Denoise: per timestep, every window (cached conditions), averaged on overlaps, one scheduler step.
-        poses_out = pose_at_size(poses, width, height)
-        cache = _WindowCache(condition_cache_mb * 2**20, len(windows))
+        cache = WindowCache(condition_cache_mb * 2**20, len(windows))
 
         def conditions(k: int) -> WindowConditions:
-            return cache.get(k, lambda: self.prepare_window(poses_out, windows[k], audio_features, branches))
+            return cache.get(k, lambda: self.prepare_window(poses, windows[k], audio_features, branches))
 
         total = len(self.scheduler.timesteps) * len(windows)
         with self.progress_bar(total=total) if progress else tqdm(total=total, disable=True) as bar:
             for t in self.scheduler.timesteps:
                 model_input = self.scheduler.scale_model_input(latents, t)
                 prediction = self.predict(
-                    model_input, t, windows, conditions, branch_embeds, reference, guidance, bar.update
+                    model_input,
+                    t,
+                    windows,
+                    conditions,
+                    branch_embeds,
+                    reference,
+                    guidance,
+                    sampling.uncond_reference,
+                    bar.update,
                 )
                 latents = self.scheduler.step(prediction, t, latents, **extra_step_kwargs).prev_sample
 

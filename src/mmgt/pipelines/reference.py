@@ -1,8 +1,10 @@
-"""Reference-image preparation for end-to-end generation: any photo of a person -> a square stage-2 reference + pose.
+"""The reference image: any photo of a person -> the square stage-2 reference, its pose and its CLIP input.
 
 :func:`load_image` reads the file (one image-reading path: :func:`mmgt.utils.video_io.read_image`);
 :func:`prepare_reference` detects the person and takes a square like the training frames (head at the top, the
-person filling the frame down to about the hips), resizes it and maps the detected keypoints into it.
+person filling the frame down to about the hips) and maps the detected keypoints into it. Every resize of a reference
+goes through :func:`fit_image` (one interpolation rule), and :func:`clip_pixels` is the CLIP preprocessing of
+training and inference alike.
 
 Where the square reaches outside the photo, the photo's edge pixels are repeated (``cv2.BORDER_REPLICATE``): a
 torso cut off by the bottom edge continues downwards and a background keeps its colour, with no flat bars.
@@ -16,6 +18,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from mmgt.constants import BODY_INDEX, FACE, FPS, VISIBILITY_THRESHOLD
 from mmgt.contracts import PoseSequence
@@ -23,6 +28,9 @@ from mmgt.errors import MediaError, MmgtError
 from mmgt.pose.detect import MediaPipeDetector, PoseDetector, require_person
 from mmgt.utils.video_io import read_image
 
+# OpenAI CLIP's preprocessing constants (the feature extractor of sd-image-variations-diffusers).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MIN_IMAGE_SIDE = 32  # smaller photos carry too little of a person to be a reference
 MODES = ("crop", "pad")
 
@@ -115,12 +123,57 @@ def prepare_reference(
     require_person(PoseSequence(keypoints[None], scores[None], width, height, FPS), "reference image")
     box = crop_box(keypoints, scores, width, height) if mode == "crop" else pad_box(width, height)
     side = box[2] - box[0]
-    square = _take(image, box)
-    if side != size:
-        square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+    square = fit_image(_take(image, box), size, size)
     mapped = (keypoints - np.float32(box[:2])) * np.float32(size / side)
     mapped[scores == 0] = 0.0
     return PreparedReference(square, PoseSequence(mapped[None], scores[None], size, size, FPS), box)
+
+
+def fit_image(image: np.ndarray | Image.Image, height: int, width: int) -> np.ndarray:
+    """Resize ``image`` to cover ``height`` x ``width`` (aspect ratio kept), then centre-crop to exactly that size.
+
+    THE resize of a reference image: area averaging when shrinking (no aliasing), bicubic when enlarging. An image
+    already at the size is returned as it is.
+
+    Returns:
+        (height, width, 3) uint8 RGB.
+    """
+    image = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
+        raise MmgtError(f"reference image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+    h0, w0 = image.shape[:2]
+    if (h0, w0) == (height, width):
+        return image
+    scale = max(height / h0, width / w0)
+    size = (max(width, round(w0 * scale)), max(height, round(h0 * scale)))  # cv2 wants (w, h)
+    resized = cv2.resize(
+        np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    )
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return np.ascontiguousarray(resized[top : top + height, left : left + width])
+
+
+def clip_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """CLIP image preprocessing in torch, for training batches and inference alike.
+
+    As ``CLIPImageProcessor`` does: bicubic resize of the short side to ``image_size``, centre crop, CLIP mean/std.
+
+    Args:
+        images: (B, 3, H, W) RGB in [-1, 1] (the VAE's input range).
+        image_size: the vision model's ``config.image_size`` (224 for ViT-L/14).
+
+    Returns:
+        (B, 3, image_size, image_size) normalised pixel values.
+    """
+    h, w = images.shape[-2:]
+    scale = image_size / min(h, w)
+    size = (max(image_size, round(h * scale)), max(image_size, round(w * scale)))
+    x = F.interpolate((images.float() + 1) / 2, size=size, mode="bicubic", antialias=True, align_corners=False)
+    top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    x = x[..., top : top + image_size, left : left + image_size].clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def pad_box(width: int, height: int) -> tuple[int, int, int, int]:

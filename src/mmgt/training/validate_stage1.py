@@ -20,7 +20,7 @@ from mmgt.evaluation import beat_alignment_score, fgd, keypoint_l2, lip_sync_sco
 from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pose.render import render_pose_sequence
-from mmgt.utils.audio_io import load_audio
+from mmgt.utils.audio_io import Audio, load_audio
 from mmgt.utils.video_io import save_video
 
 CONDITIONS = ("model", "still_reference", "other_audio")
@@ -51,15 +51,16 @@ def generate_for_clips(
     split: str = "val",
     num_clips: int | None = None,
     conditions=("model",),
-    num_inference_steps: int = 50,
-    guidance_scale: float = 2.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
 ) -> dict:
     """Poses per condition for the first ``num_clips`` clips of ``split``.
 
     Returns ``{"clips": [ids], "gt": [PoseSequence], "waves": [...], "sample_rate": sr, condition: [PoseSequence]}``.
-    Every clip is driven from its own first frame (the reference). ``other_audio`` uses the audio of the next clip
-    (cyclically), trimmed or zero-padded to this clip's length; ``still_reference`` repeats the reference pose.
+    Sampling settings left at None are the model's. Every clip is driven from its own first frame (the reference).
+    ``other_audio`` uses the audio of the next clip (cyclically), trimmed or zero-padded to this clip's length;
+    ``still_reference`` repeats the reference pose.
     """
     root = Path(dataset_root)
     records = read_manifest(root, split)[:num_clips]
@@ -82,8 +83,7 @@ def generate_for_clips(
                 drive = np.pad(other[: len(wave)], (0, max(0, len(wave) - len(other))))
             gen = torch.Generator().manual_seed(seed + i)
             res = pipe(
-                drive,
-                sr,
+                Audio(drive, sr),
                 ref,
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
@@ -110,8 +110,8 @@ def validate_stage1(
     dataset_root,
     out_dir: Path,
     num_clips: int = 4,
-    num_inference_steps: int = 25,
-    guidance_scale: float = 2.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     pose_autoencoder: str | None = None,
     seed: int = 0,
 ) -> dict[str, float]:

@@ -31,7 +31,7 @@ from mmgt.evaluation.image_quality import psnr, ssim
 from mmgt.evaluation.sync import audio_envelope, best_lag_correlation
 from mmgt.evaluation.video_regions import mouth_activity, torso_colour
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
-from mmgt.utils.audio_io import load_audio
+from mmgt.utils.audio_io import Audio, load_audio
 from mmgt.utils.video_io import read_video_frames, save_video
 
 CONDITIONS = ("audio", "no_audio")
@@ -76,8 +76,7 @@ def validate_stage2(
     out = pipe(
         real[-1],
         poses,
-        audio=wave,
-        sample_rate=rec.sample_rate,
+        None if wave is None else Audio(wave, rec.sample_rate, name=str(rec.id)),
         height=size,
         width=size,
         num_inference_steps=num_inference_steps,
@@ -105,8 +104,8 @@ def evaluate_stage2(
     num_frames: int | None = None,
     size: int = 128,
     conditions: tuple[str, ...] = CONDITIONS,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.5,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
     videos_dir: str | os.PathLike | None = None,
 ) -> dict:
@@ -118,6 +117,7 @@ def evaluate_stage2(
         num_frames: score only the first N frames of each clip (None: all).
         size: output size (square); the real frames are resized the same way as in training.
         conditions: any of ``audio``, ``no_audio``.
+        num_inference_steps, guidance_scale: sampling (None: the model's).
         videos_dir: if set, writes ``<clip>.mp4`` per clip: real | each condition, side by side, with the audio.
 
     Returns:
@@ -152,8 +152,7 @@ def evaluate_stage2(
             out = pipe(
                 reference,
                 poses,
-                audio=wave if cond == "audio" else None,
-                sample_rate=rec.sample_rate,
+                Audio(wave, rec.sample_rate, name=str(rec.id)) if cond == "audio" else None,
                 height=size,
                 width=size,
                 num_inference_steps=num_inference_steps,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmgt.errors import MmgtError
-from mmgt.pipelines.sliding_window import context_windows
+from mmgt.pipelines.context_windows import context_windows
 
 
 @pytest.mark.parametrize("closed_loop", [False, True])
