@@ -29,6 +29,7 @@ from mmgt.diffusion.stage2 import make_stage2_scheduler
 from mmgt.models.denoising_unet import build_denoising_unet
 from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+from mmgt.utils.audio_io import Audio
 name, size, frames, steps, model_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.manual_seed(0)
 if model_dir:
@@ -57,7 +58,7 @@ window, overlap = (frames, 0) if frames <= 16 else (12, 4)
 def run(num_steps):
     count = []
     start = time.perf_counter()
-    pipe(image, poses, audio=wave, num_inference_steps=num_steps, guidance_scale=3.5, progress=False,
+    pipe(image, poses, Audio(wave, 16000), num_inference_steps=num_steps, guidance_scale=3.5, progress=False,
          window_frames=window, overlap=overlap, frame_callback=lambda chunk: count.append(len(chunk)))
     return sum(count), time.perf_counter() - start
 
