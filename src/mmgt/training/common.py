@@ -107,9 +107,10 @@ def start_run(accelerator: Accelerator, cfg, stage: str, resume: bool, checkpoin
     if found:
         accelerator.load_state(str(found[0]))
         logger.info("resumed from %s", found[0])
-    resume_step = start if resume else None
-    logs = [CSVLog(run_dir / f"{name}.csv", resume_step) for name in ("train_log", "val_log")]
-    return RunStart(start, *logs) if accelerator.is_main_process else RunStart(start, None, None)
+    if not accelerator.is_main_process:
+        return RunStart(start, None, None)
+    resume_step = start if resume else None  # on resume, rows after the checkpoint's step are dropped
+    return RunStart(start, *(CSVLog(run_dir / f"{name}.csv", resume_step) for name in ("train_log", "val_log")))
 
 
 def checkpoint_size(model: nn.Module, extra_copies: int = 0) -> int:

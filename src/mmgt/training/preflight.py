@@ -262,14 +262,15 @@ def _check_run_values(cfg) -> None:
 
 
 def _positive(cfg, *keys: str) -> None:
+    """Each key's value is > 0 (None: unset, e.g. a sampling setting left to the model, passes)."""
     for key in keys:
-        if not attrgetter(key)(cfg) > 0:
+        if attrgetter(key)(cfg) is not None and not attrgetter(key)(cfg) > 0:
             raise ConfigError(f"{key} must be > 0, got {attrgetter(key)(cfg)}")
 
 
 def _non_negative(cfg, *keys: str) -> None:
     for key in keys:
-        if not attrgetter(key)(cfg) >= 0:
+        if attrgetter(key)(cfg) is not None and not attrgetter(key)(cfg) >= 0:
             raise ConfigError(f"{key} must be >= 0, got {attrgetter(key)(cfg)}")
 
 
