@@ -24,6 +24,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
+from accelerate.utils import get_int_from_env
 from diffusers import AutoencoderKL
 
 from mmgt.data.manifest import SPLITS, read_manifest
@@ -199,9 +200,10 @@ def validation_split_ok(
     """Whether ``split`` has clips; if not, one warning naming the split (the run goes on without validation)."""
     if read_manifest(root, split):
         return True
-    logger.warning(
-        "%s: %s has no clips in split %r: %s (the run still trains and exports)", run, root, split, consequence
-    )
+    if _rank() == 0:  # one warning, not one per process
+        logger.warning(
+            "%s: %s has no clips in split %r: %s (the run still trains and exports)", run, root, split, consequence
+        )
     return False
 
 
@@ -233,6 +235,16 @@ def check_writable(path: Path, what: str) -> None:
             pass
     except OSError as e:
         raise MmgtError(f"{what} {path}: cannot write in {folder} ({e.strerror or e})") from e
+
+
+def _rank() -> int:
+    """This process's rank from the launcher's environment (0 for a single process).
+
+    Why not ``PartialState().process_index``: the accelerate state does not exist yet, and creating it here would fix
+    its device type before the Accelerator reads ``ACCELERATE_USE_CPU`` (multi-process CPU runs would not be
+    distributed).
+    """
+    return get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0)
 
 
 def _check_output(cfg, stage: str, resume: bool) -> Path:
