@@ -27,22 +27,20 @@ from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
 from mmgt.diffusion.stage2 import make_stage2_scheduler
 from mmgt.models.denoising_unet import build_denoising_unet
-from mmgt.models.stage2_presets import build_components, preset
-from mmgt.models.audio_projection import AudioProjection
+from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+from mmgt.utils.audio_io import Audio
 name, size, frames, steps, model_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.manual_seed(0)
 if model_dir:
     pipe = PoseToVideoPipeline.from_pretrained(model_dir)
 else:
-    parts = build_components(name)
     spec = feature_spec(None, stage=2)
-    proj = AudioProjection(**{**preset(name)["audio_projection"], "num_layers": spec["num_layers"],
-                              "input_dim": spec["dim"]})
+    parts = build_components(name, audio_spec=spec)
     unet = build_denoising_unet(parts.pop("unet"), parts.pop("motion_adapter"))
     pipe = PoseToVideoPipeline(vae=parts["vae"], image_encoder=parts["image_encoder"],
                                reference_unet=parts["reference_unet"], unet=unet, pose_guider=parts["pose_guider"],
-                               audio_projection=proj, audio_adapter=parts["audio_adapter"],
+                               audio_projection=parts["audio_projection"], audio_adapter=parts["audio_adapter"],
                                scheduler=make_stage2_scheduler(), audio_features=spec)
     for m in pipe.components.values():
         if isinstance(m, torch.nn.Module):
@@ -60,7 +58,7 @@ window, overlap = (frames, 0) if frames <= 16 else (12, 4)
 def run(num_steps):
     count = []
     start = time.perf_counter()
-    pipe(image, poses, audio=wave, num_inference_steps=num_steps, guidance_scale=3.5, progress=False,
+    pipe(image, poses, Audio(wave, 16000), num_inference_steps=num_steps, guidance_scale=3.5, progress=False,
          window_frames=window, overlap=overlap, frame_callback=lambda chunk: count.append(len(chunk)))
     return sum(count), time.perf_counter() - start
 

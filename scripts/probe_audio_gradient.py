@@ -34,7 +34,9 @@ from mmgt.audio.features import feature_spec
 from mmgt.config import Stage2Train, load_config
 from mmgt.data.stage2_dataset import Stage2VideoDataset
 from mmgt.diffusion.stage2 import make_stage2_scheduler, v_target
-from mmgt.training import train_stage2 as t2
+from mmgt.training.common import collate
+from mmgt.training.stage2_components import build_trainee, video_audio_encoder, video_step_components
+from mmgt.training.stage2_objective import encode_batch
 
 BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -76,9 +78,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     cfg = load_config(Stage2Train, args.config, overrides=[*args.overrides, "step=video"])
-    encoder = t2.video_audio_encoder(cfg)
-    parts = t2.video_step_components(cfg, feature_spec(encoder, stage=2))
-    trainee = t2.build_trainee(cfg, parts)
+    encoder = video_audio_encoder(cfg)
+    parts = video_step_components(cfg, feature_spec(encoder, stage=2))
+    trainee = build_trainee(cfg, parts)
     if args.audio_from is not None:
         for name in ("audio_adapter", "audio_projection"):
             getattr(trainee, name).load_state_dict(load_file(args.audio_from / name / WEIGHTS))
@@ -99,7 +101,7 @@ def main() -> None:
     stats = {band: {"true": [], "diff": [], "gain": []} for band in BANDS}
     for index in torch.randperm(len(dataset), generator=gen)[: args.samples].tolist():
         with torch.no_grad():
-            inputs = t2.encode_batch(t2.collate([dataset[index]]), vae, image_encoder, gen)
+            inputs = encode_batch(collate([dataset[index]]), vae, image_encoder, gen)
         latents, audio = inputs["latents"], inputs["audio"]  # (1, C, F, h, w), (1, F, 5, L, D)
         shuffled = audio[:, torch.randperm(audio.shape[1], generator=gen)]
         for band in BANDS:

@@ -12,14 +12,13 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mmgt.errors import ConfigError  # defined with the other errors; importable from here too
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid (unknown key, wrong type, unreadable file)."""
 
 
 def load_config(schema: type[T], path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> T:
@@ -32,24 +31,43 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
 
     Returns:
         A fully typed ``schema`` instance.
+
+    Raises:
+        ConfigError: one line naming the source (the file or the override), the key and the problem, with OmegaConf's
+            "Did you mean" suggestion for a misspelt key.
     """
+    cfg = OmegaConf.structured(schema)
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: config file not found")
+        cfg = _merged(cfg, str(path), lambda: OmegaConf.load(path))
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got {bad}")
+    for override in overrides:  # one at a time, so an error names the override that caused it
+        cfg = _merged(cfg, f"override {override!r}", lambda o=override: OmegaConf.from_dotlist([o]))
     try:
-        cfg = OmegaConf.structured(schema)
-        if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"{path}: config file not found")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"overrides must look like key=value, got {bad}")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        # OmegaConf messages span several lines; keep one line: the problem and the full key.
-        lines = str(e).splitlines()
-        key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("full_key:")), "")
-        where = f" (key {key})" if key and key not in lines[0] else ""
-        raise ConfigError(f"{path or schema.__name__}: {lines[0]}{where}") from e
+        raise ConfigError(_one_line(schema.__name__, e)) from e
+
+
+def _merged(cfg, source: str, load):
+    """``cfg`` merged with ``load()``; an OmegaConf error becomes a one-line ConfigError naming ``source``."""
+    try:
+        return OmegaConf.merge(cfg, load())
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(source, e)) from e
+    except (OSError, ValueError, yaml.YAMLError) as e:  # an unreadable file or malformed YAML
+        raise ConfigError(f"{source}: {' '.join(str(e).split())}") from e
+
+
+def _one_line(source: str, e: OmegaConfBaseException) -> str:
+    """OmegaConf messages span several lines; keep the problem and the full key."""
+    lines = str(e).splitlines()
+    key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.strip().startswith("full_key:")), "")
+    where = f" (key {key})" if key and key not in lines[0] else ""
+    return f"{source}: {lines[0]}{where}"
 
 
 def save_config(cfg, path: str | os.PathLike) -> Path:

@@ -21,16 +21,15 @@ from mmgt.models.denoising_unet import build_denoising_unet
 from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.training.common import build_optimizer, latest_checkpoint
-from mmgt.training.train_stage2 import (
+from mmgt.training.stage2_components import (
     build_trainee,
     check_video_freeze,
-    lip_loss_weights,
-    main,
     parameter_groups,
-    stage2_loss,
     trainable_counts,
     video_step_components,
 )
+from mmgt.training.stage2_objective import lip_loss_weights, stage2_loss
+from mmgt.training.train_stage2 import main
 from mmgt.utils.audio_io import Audio
 
 TINY = [
@@ -99,7 +98,7 @@ def test_image_step_trains_and_exports_its_components(image_export, tiny_vae):
 def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_export, caplog):
     out, image_final = image_export
     init = [f"init_from={image_final}", "data.num_frames=8", "data.pose_mouth=false"]
-    with caplog.at_level(logging.WARNING, logger="mmgt.training.train_stage2"):
+    with caplog.at_level(logging.WARNING, logger="mmgt.training.stage2_components"):
         final = main(_cfg(synth_dataset, out, "video", "straight", 2, init))
     assert "trained with pose_mouth=True" in caplog.text  # the image step drew the mouth, this step does not
     straight = _losses(out / "stage2" / "straight")

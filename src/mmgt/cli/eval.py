@@ -69,18 +69,29 @@ def _dataset_arguments(p: argparse.ArgumentParser, stage: str) -> None:
 
 
 def _write_json(path: Path | None, payload: dict) -> None:
+    from mmgt.utils.files import atomic_output
+
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2))
+        with atomic_output(path) as tmp:  # complete or absent
+            tmp.write_text(json.dumps(payload, indent=2))
 
 
 def _stage1(args: argparse.Namespace) -> int:
     from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
     from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
-    from mmgt.training.validate_stage1 import generate_for_clips, score_conditions
-    from mmgt.utils.model_folders import require_pipeline_folder
+    from mmgt.training.preflight import check_eval
+    from mmgt.training.validate_stage1 import CONDITIONS, generate_for_clips, score_conditions
 
-    require_pipeline_folder(args.model, "stage-1 model")
+    check_eval(  # before any clip is generated: model, split, folders, outputs, numbers
+        args.model,
+        args.data,
+        args.split,
+        "stage-1 model",
+        outputs={"--output": args.output},
+        folders={"--pose-ae": args.pose_ae},
+        conditions=(tuple(args.conditions), CONDITIONS),
+        positive={"--clips": args.clips, "--steps": args.steps},
+    )
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     pipe.set_sampling(**pose_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
@@ -109,8 +120,19 @@ def _stage1(args: argparse.Namespace) -> int:
 
 
 def _stage2(args: argparse.Namespace) -> int:
-    from mmgt.training.validate_stage2 import evaluate_stage2
+    from mmgt.training.preflight import check_eval
+    from mmgt.training.validate_stage2 import CONDITIONS, evaluate_stage2
 
+    check_eval(  # before any clip is generated: model, split, folders, outputs, numbers
+        args.model,
+        args.data,
+        args.split,
+        "stage-2 model",
+        outputs={"--output": args.output, "--videos": args.videos},
+        folders={"--encoder": args.encoder},
+        conditions=(tuple(args.conditions), CONDITIONS),
+        positive={"--clips": args.clips, "--steps": args.steps, "--size": args.size, "--frames": args.frames},
+    )
     pipe = load_stage2_pipeline(args.model, args.encoder)
     pipe.set_sampling(**video_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling

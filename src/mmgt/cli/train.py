@@ -7,6 +7,12 @@ from pathlib import Path
 
 from mmgt.cli._common import add_group
 
+_CHECKED = (
+    "Everything the run needs (values, dataset, model folders, output folder, disk space) is checked before the first "
+    "step; a validation split without clips skips validation with one warning. The final model is exported before "
+    "the final validation."
+)
+
 
 def register(subparsers) -> None:
     commands = add_group(
@@ -20,7 +26,7 @@ def register(subparsers) -> None:
         help="Train the stage-1 SMGA audio-to-pose diffusion model.",
         description="Train SMGA on a dataset folder. Settings: dataclass defaults <- --config YAML <- key=value "
         "overrides (e.g. max_steps=2000 data.root=synth-data model.preset=tiny). Several CPU processes: "
-        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m mmgt train stage1 ...",
+        "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m mmgt train stage1 ... " + _CHECKED,
     )
     p.add_argument("--config", type=Path, default=None, help="YAML file with values that differ from the defaults")
     p.add_argument(
@@ -48,7 +54,7 @@ def register(subparsers) -> None:
         help="Train the tiny stage-2 VAE (8x AutoencoderKL) on a dataset's frames.",
         description="Train the stage-2 preset's AutoencoderKL from scratch (L1 + MSE + weak KL) on random frames of "
         "the train split; the export <output_root>/vae/<name>/final holds the measured latent scaling_factor. "
-        "Settings: VaeTrain defaults <- --config YAML <- key=value overrides (e.g. data.root=synth-data).",
+        "Settings: VaeTrain defaults <- --config YAML <- key=value overrides (e.g. data.root=synth-data). " + _CHECKED,
     )
     _add_run_arguments(p, "vae")
     p.set_defaults(func=_vae)
@@ -59,7 +65,7 @@ def register(subparsers) -> None:
         description="Stage II training (spec §5.5-5.6). --step image trains the 2D UNet, ReferenceNet and pose "
         "guider (tiny preset: needs vae=<mmgt train vae export>); --step video starts from init_from=<image-step "
         "final> and trains the motion modules, MM-HAA and the audio projection, exporting a PoseToVideoPipeline. "
-        "Settings: Stage2Train defaults <- --config YAML <- key=value overrides.",
+        "Settings: Stage2Train defaults <- --config YAML <- key=value overrides. " + _CHECKED,
     )
     p.add_argument("--step", choices=("image", "video"), default=None, help="overrides the config's step")
     _add_run_arguments(p, "stage2")

@@ -139,6 +139,65 @@ def denoise(
         return out.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
 
 
+def denoise_with_reference_dropout(
+    unet: UNetMotionModel | UNet2DConditionModel,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor | int,
+    clip_embeds: torch.Tensor,
+    pose_features: torch.Tensor | None,
+    inputs: AttnInputs,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`denoise` where the samples with ``keep`` False skip the reference ("skip the ReferenceNet", spec §5.5).
+
+    The kept samples run in ``"read"`` mode on their rows of ``inputs.reference_features``; the others run as a
+    group of their own in ``"off"`` mode, so no reference feature reaches them. The UNet treats samples independently,
+    so splitting the batch changes nothing else. Training uses it for image dropout; CFG sampling for the
+    unconditional branch (its row of ``keep`` False).
+
+    Args:
+        unet: as for :func:`denoise`.
+        latents: (B, C, F, h, w) noisy latents.
+        timesteps: a scalar, or (B,) timesteps (split with the batch).
+        clip_embeds: (B, 1, D) CLIP embeddings (zeros where the image is dropped, if the caller wants that).
+        pose_features: (B*F, C0, h, w) PoseGuider output, frames b-major (row ``b * F + f``), or (F, C0, h, w)
+            shared by every sample, or ``None``.
+        inputs: the attention inputs of the whole batch: ``reference_features`` layer -> (B, N, C) (rows of dropped
+            samples are never read), ``audio_tokens`` (B*F, T, D) b-major, ``region_masks`` per level (B*F, R, h, w)
+            b-major; a per-frame tensor with F rows instead of B*F is shared by every sample. ``mode`` is ignored
+            (each group sets its own); ``region_scales`` and ``num_frames`` (= F) apply to both groups.
+        keep: (B,) bool, True = the sample reads the reference.
+
+    Returns:
+        (B, C, F, h, w) the UNet prediction, in batch order.
+    """
+    b, f = latents.shape[0], latents.shape[2]
+    if keep.shape != (b,):
+        raise MmgtError(f"keep must be ({b},) for a batch of {b}, got {tuple(keep.shape)}")
+
+    def frame_rows(tensor: torch.Tensor | None, frames: torch.Tensor) -> torch.Tensor | None:
+        return tensor[frames] if tensor is not None and tensor.shape[0] == b * f else tensor  # else shared or None
+
+    per_sample_t = torch.is_tensor(timesteps) and timesteps.ndim == 1
+    preds, order = [], []
+    for group_keeps in (True, False):
+        rows = torch.nonzero(keep == group_keeps).flatten()
+        if len(rows) == 0:
+            continue
+        frames = (rows[:, None] * f + torch.arange(f, device=rows.device)).flatten()  # rows of (B*F) tensors
+        group = replace(
+            inputs,
+            mode="read" if group_keeps else "off",
+            reference_features={k: v[rows] for k, v in inputs.reference_features.items()} if group_keeps else {},
+            audio_tokens=frame_rows(inputs.audio_tokens, frames),
+            region_masks=None if inputs.region_masks is None else [frame_rows(m, frames) for m in inputs.region_masks],
+        )
+        t = timesteps[rows] if per_sample_t else timesteps
+        preds.append(denoise(unet, latents[rows], t, clip_embeds[rows], frame_rows(pose_features, frames), group))
+        order.append(rows)
+    return torch.cat(preds)[torch.argsort(torch.cat(order))]  # back to batch order, (B, C, F, h, w)
+
+
 def encode_reference(
     reference_unet: UNet2DConditionModel,
     ref_latents: torch.Tensor,

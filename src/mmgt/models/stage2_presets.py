@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from mmgt.errors import MmgtError, ModelFolderError
@@ -102,8 +103,14 @@ def preset(name: str) -> dict[str, dict]:
     return copy.deepcopy(PRESETS[name])
 
 
-def build_components(name: str) -> dict[str, object]:
+def build_components(
+    name: str, audio_spec: dict | None = None, placement: str | None = None
+) -> dict[str, object]:
     """Random-init stage-2 components of preset ``name``.
+
+    Args:
+        name: a key of :data:`PRESETS`.
+        audio_spec, placement: passed to :func:`build_audio_modules` (defaults: the preset's own sizes).
 
     Returns:
         dict with ``unet`` (2D denoising UNet; inflate with ``build_denoising_unet``), ``reference_unet`` (same
@@ -120,7 +127,7 @@ def build_components(name: str) -> dict[str, object]:
         "motion_adapter": zero_init_motion_modules(MotionAdapter(**cfg["motion_adapter"])),
         "vae": AutoencoderKL(**cfg["vae"]),
         "image_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**cfg["image_encoder"])),
-        **_new_modules(cfg, unet),
+        **_new_modules(name, unet, audio_spec, placement),
     }
 
 
@@ -140,8 +147,8 @@ def load_sd15_components(folders: dict[str, str | os.PathLike], new_modules_pres
     Raises:
         ModelFolderError: listing every missing folder/file and unknown key at once.
     """
-    _check_folders(folders)
-    cfg = preset(new_modules_preset)
+    check_sd15_folders(folders)
+    preset(new_modules_preset)  # an unknown name fails before anything loads
     unet = UNet2DConditionModel.from_pretrained(folders["unet"], local_files_only=True)
     components = {
         "unet": unet,
@@ -151,7 +158,7 @@ def load_sd15_components(folders: dict[str, str | os.PathLike], new_modules_pres
         "image_encoder": CLIPVisionModelWithProjection.from_pretrained(
             folders["image_encoder"], local_files_only=True
         ),
-        **_new_modules(cfg, unet),
+        **_new_modules(new_modules_preset, unet),
     }
     if folders.get("controlnet"):
         components["pose_guider"] = PoseGuider.from_controlnet(
@@ -160,17 +167,42 @@ def load_sd15_components(folders: dict[str, str | os.PathLike], new_modules_pres
     return components
 
 
-def _new_modules(cfg: dict[str, dict], unet: UNet2DConditionModel) -> dict[str, object]:
+def build_audio_modules(
+    name: str, unet: nn.Module, audio_spec: dict | None = None, placement: str | None = None
+) -> tuple[AudioProjection, AudioAttentionAdapter]:
+    """The fresh audio modules of preset ``name``: the audio projection and the MM-HAA adapter for ``unet``.
+
+    Args:
+        name: a key of :data:`PRESETS` (the modules' widths, heads and token count).
+        unet: the denoising UNet, 2D or inflated (the adapter's layers are its spatial ``attn2`` layers, whose names
+            and widths are the same in both).
+        audio_spec: the audio feature recipe (``mmgt.audio.features.feature_spec``): the projection reads its
+            ``num_layers`` x ``dim`` features per frame. ``None`` keeps the preset's sizes.
+        placement: MM-HAA placement (``down`` | ``down_up_mid``); ``None`` keeps the preset's.
+
+    Returns:
+        (projection, adapter), built in that order (the random init depends on it). Deviation from a fixed preset
+        size: the projection reads whatever the feature recipe gives.
+    """
+    cfg = preset(name)
+    projection_cfg = cfg["audio_projection"]
+    if audio_spec is not None:
+        projection_cfg |= {"num_layers": audio_spec["num_layers"], "input_dim": audio_spec["dim"]}
+    adapter_cfg = cfg["audio_adapter"] | ({} if placement is None else {"placement": placement})
+    return AudioProjection(**projection_cfg), AudioAttentionAdapter.for_unet(unet, **adapter_cfg)
+
+
+def _new_modules(
+    name: str, unet: UNet2DConditionModel, audio_spec: dict | None = None, placement: str | None = None
+) -> dict[str, object]:
     """The modules MMGT adds, sized to ``unet``: pose guider, audio projection, audio adapter."""
-    pose_cfg = {**cfg["pose_guider"], "out_channels": unet.config.block_out_channels[0]}
-    return {
-        "pose_guider": PoseGuider(**pose_cfg),
-        "audio_projection": AudioProjection(**cfg["audio_projection"]),
-        "audio_adapter": AudioAttentionAdapter.for_unet(unet, **cfg["audio_adapter"]),
-    }
+    pose_cfg = {**preset(name)["pose_guider"], "out_channels": unet.config.block_out_channels[0]}
+    pose_guider = PoseGuider(**pose_cfg)  # first: the random init follows the construction order
+    projection, adapter = build_audio_modules(name, unet, audio_spec, placement)
+    return {"pose_guider": pose_guider, "audio_projection": projection, "audio_adapter": adapter}
 
 
-def _check_folders(folders: dict[str, str | os.PathLike]) -> None:
+def check_sd15_folders(folders: dict[str, str | os.PathLike]) -> None:
     """Raise one ModelFolderError naming every problem (missing key, folder, config or weights; unknown key)."""
     problems = [f"unknown component {key!r}" for key in folders if key not in _FOLDERS | _OPTIONAL_FOLDERS]
     wanted = dict(_FOLDERS)

@@ -3,36 +3,64 @@
 Exact resume on CPU: every random draw of a training step (batch order, timesteps, noise, condition dropout, model
 dropout) is derived from (seed, step, process index), so a run resumed from a checkpoint at step k produces the same
 batches and losses from step k + 1 on as an uninterrupted run.
+
+Every entry point runs in the same order: check everything the run needs (:mod:`mmgt.training.preflight`; nothing
+is written yet), build the data and models, :func:`start_run` (disk space, run folder, config, resume), the loop,
+then the final export (:func:`export_folder`) BEFORE the final validation (:func:`validate_or_warn`), so no validation
+failure can lose the model.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
+from torch import nn
 
+from mmgt.config import save_config
+from mmgt.errors import MmgtError, debug_enabled
+from mmgt.utils.files import error_summary, temp_path_for
+
+logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
+OPTIMIZERS = ("adamw", "adan", "adamw8bit")
+MIXED_PRECISION = ("no", "fp16", "bf16")
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Set-up
 # ---------------------------------------------------------------------------------------------------------------------
+def run_folder(output_root: str | os.PathLike, stage: str, name: str) -> Path:
+    """``<output_root>/<stage>/<name>``: the folder a run writes to (not created here)."""
+    return Path(output_root) / stage / name
+
+
+def check_run_folder(run_dir: Path, resume: bool) -> None:
+    """A new run refuses a folder that already holds checkpoints; ``--resume`` needs a complete checkpoint."""
+    if resume and latest_checkpoint(run_dir) is None:
+        raise MmgtError(f"--resume: {run_dir} has no complete checkpoint")
+    if not resume and (run_dir / CHECKPOINT_DIR).is_dir() and any((run_dir / CHECKPOINT_DIR).iterdir()):
+        raise MmgtError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another name")
+
+
 def make_run_dir(output_root: str | os.PathLike, stage: str, name: str, resume: bool = False) -> Path:
-    """``runs/<stage>/<name>``; a new run refuses to overwrite an existing folder that holds checkpoints."""
-    run_dir = Path(output_root) / stage / name
-    if not resume and (run_dir / CHECKPOINT_DIR).exists() and any((run_dir / CHECKPOINT_DIR).iterdir()):
-        raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another name")
+    """Create ``<output_root>/<stage>/<name>`` after :func:`check_run_folder`."""
+    run_dir = run_folder(output_root, stage, name)
+    check_run_folder(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -44,6 +72,67 @@ def setup_accelerator(run_dir: Path, mixed_precision: str = "no", gradient_accum
         gradient_accumulation_steps=gradient_accumulation_steps,
         project_config=ProjectConfiguration(project_dir=str(run_dir), automatic_checkpoint_naming=False),
     )
+
+
+class RunStart(NamedTuple):
+    """What :func:`start_run` hands the loop."""
+
+    step: int  # the first step to run: 0, or the step of the checkpoint resumed from
+    log: CSVLog | None  # train_log.csv (main process only)
+    val_log: CSVLog | None  # val_log.csv (main process only)
+
+
+def start_run(accelerator: Accelerator, cfg, stage: str, resume: bool, checkpoint_bytes: int) -> RunStart:
+    """Start or resume ``<cfg.output_root>/<stage>/<cfg.name>``, once every model and optimiser is prepared.
+
+    1. Refuse (one line) when the checkpoints the run keeps and the final export do not fit on the disk.
+    2. Create the run folder and write the resolved ``config.yaml`` (main process).
+    3. ``resume``: load the latest complete checkpoint (models, optimiser, LR schedule and everything registered with
+       ``accelerator.register_for_checkpointing``); every later random draw depends only on (seed, step, process).
+
+    Args:
+        cfg: a training config with ``output_root``, ``name``, ``max_steps``, ``checkpoint_every`` and
+            ``checkpoints_total_limit`` (``Stage1Train``, ``VaeTrain``, ``Stage2Train``).
+        checkpoint_bytes: the estimated size of one checkpoint (:func:`checkpoint_size`).
+    """
+    run_dir = run_folder(cfg.output_root, stage, cfg.name)
+    found = latest_checkpoint(run_dir) if resume else None
+    start = found[1] if found else 0
+    saves = len(range(start + cfg.checkpoint_every, cfg.max_steps + cfg.checkpoint_every, cfg.checkpoint_every))
+    kept = saves if cfg.checkpoints_total_limit <= 0 else min(saves, cfg.checkpoints_total_limit + 1)  # +1: old
+    check_free_space(run_dir, kept * checkpoint_bytes + checkpoint_bytes, f"{kept} checkpoints and the export")
+    run_dir = make_run_dir(cfg.output_root, stage, cfg.name, resume=resume)
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir / "config.yaml")
+    if found:
+        accelerator.load_state(str(found[0]))
+        logger.info("resumed from %s", found[0])
+    if not accelerator.is_main_process:
+        return RunStart(start, None, None)
+    resume_step = start if resume else None  # on resume, rows after the checkpoint's step are dropped
+    return RunStart(start, *(CSVLog(run_dir / f"{name}.csv", resume_step) for name in ("train_log", "val_log")))
+
+
+def checkpoint_size(model: nn.Module, extra_copies: int = 0) -> int:
+    """Estimated bytes of one checkpoint of ``model`` (a rough upper bound; the disk check needs no more).
+
+    The model's whole state (``save_state``), AdamW's two moments per trainable parameter, the ``save_pretrained``
+    export of the trained modules, and ``extra_copies`` more copies of the trainable weights (an EMA).
+    """
+    state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return state + (3 + extra_copies) * trainable
+
+
+def check_free_space(path: Path, needed: int, what: str) -> None:
+    """Raise unless the disk holding ``path`` (or its nearest existing parent) has ``needed`` bytes free."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise MmgtError(
+            f"{path}: {what} need about {needed / 2**30:.2f} GiB, but only {free / 2**30:.2f} GiB is free there "
+            "(lower checkpoints_total_limit or free some space)"
+        )
 
 
 def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
@@ -110,22 +199,22 @@ def build_optimizer(
     else:
         params = [p for p in params if p.requires_grad]
     if not params:
-        raise ValueError("no trainable parameters")
+        raise MmgtError("no trainable parameters")
+    if name not in OPTIMIZERS:
+        raise MmgtError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
     if name == "adan":
         try:
             from adan_pytorch import Adan
         except ImportError as e:
-            raise ValueError("optimizer 'adan' needs the adan-pytorch package: pip install adan-pytorch") from e
+            raise MmgtError("optimizer 'adan' needs the adan-pytorch package: pip install adan-pytorch") from e
         return Adan(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw8bit":
-        try:
-            import bitsandbytes as bnb
-        except ImportError as e:
-            raise ValueError("optimizer 'adamw8bit' needs bitsandbytes: pip install bitsandbytes") from e
-        return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
-    raise ValueError(f"unknown optimizer {name!r}; expected adamw, adan or adamw8bit")
+    try:  # adamw8bit
+        import bitsandbytes as bnb
+    except ImportError as e:
+        raise MmgtError("optimizer 'adamw8bit' needs bitsandbytes: pip install bitsandbytes") from e
+    return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
 
 
 def warmup_lambda(warmup_steps: int):
@@ -170,6 +259,50 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, exports:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return path
+
+
+@contextmanager
+def export_folder(path: Path) -> Iterator[Path]:
+    """Write a model folder so that ``path`` is either complete or untouched (no partial export).
+
+    Yields a hidden temporary folder next to ``path``; on normal exit it replaces ``path`` (an earlier export of the
+    same run is removed only then), on an exception it is deleted and the exception re-raised.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path, suffix="")
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise MmgtError(f"{path}: nothing was exported")
+        old = temp_path_for(path, suffix=".old") if path.exists() else None
+        if old is not None:
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def validate_or_warn(what: str, step: int, validate: Callable[[], object]) -> None:
+    """Run one validation; a failure is one warning and the run goes on (its checkpoints and export are kept).
+
+    Why: validation runs on the main process only, so an exception there would end the run without its export, or
+    leave the other processes waiting forever. ``MMGT_DEBUG=1`` (``mmgt --debug``) adds the traceback.
+    """
+    try:
+        validate()
+    except Exception as e:  # noqa: BLE001 - reported, never silenced; the run's product is the model
+        logger.warning(
+            "%s validation at step %d failed (the run goes on): %s: %s",
+            what,
+            step,
+            type(e).__name__,
+            error_summary(e),
+            exc_info=debug_enabled(),
+        )
 
 
 class CSVLog:

@@ -12,25 +12,27 @@ from tqdm.auto import tqdm
 
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import feature_spec
-from mmgt.config import Stage1Train, save_config
+from mmgt.config import Stage1Train
 from mmgt.data.stage1_dataset import Stage1Dataset
 from mmgt.diffusion.losses import smga_loss
 from mmgt.diffusion.schedulers import make_stage1_scheduler
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
+from mmgt.training import preflight
 from mmgt.training.common import (
-    CSVLog,
     batch_indices,
     build_optimizer,
+    checkpoint_size,
     collate,
-    latest_checkpoint,
+    export_folder,
     log_losses,
-    make_run_dir,
     optimizer_step,
     save_checkpoint,
     seed_step,
     setup_accelerator,
+    start_run,
     step_generator,
+    validate_or_warn,
     warmup_lambda,
 )
 from mmgt.training.validate_stage1 import validate_stage1
@@ -48,12 +50,10 @@ def build_pipeline(model: GestureDenoiser, scheduler, cfg: Stage1Train, encoder)
 
 def main(cfg: Stage1Train, resume: bool = False) -> Path:
     """Train SMGA; returns the folder of the final exported pipeline (``<run>/final``)."""
-    # 1. Run folder, accelerator, resolved config.
-    run_dir = make_run_dir(cfg.output_root, "stage1", cfg.name, resume=resume)
-    accelerator = setup_accelerator(run_dir, cfg.mixed_precision)
+    # 1. Check everything the run needs (values, folders, data, output) before anything is written.
+    plan = preflight.check_stage1(cfg, resume)
+    accelerator = setup_accelerator(plan.run_dir, cfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
-    if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
 
     # 2. Data: windows with per-window audio features (cached on disk, computed once).
     encoder = SpeechEncoder.from_pretrained(cfg.data.encoder, layers="last") if cfg.data.encoder else None
@@ -87,18 +87,9 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
     accelerator.register_for_checkpointing(ema)
     alphas_cumprod = scheduler.alphas_cumprod.to(accelerator.device)
 
-    # 4. Resume: restores model, optimiser, LR schedule and EMA; every later draw depends only on the step.
-    start_step = 0
-    if resume:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise ValueError(f"--resume: {run_dir} has no complete checkpoint")
-        accelerator.load_state(str(found[0]))
-        start_step = found[1]
-        logger.info("resumed from %s", found[0])
-    main_process, resume_step = accelerator.is_main_process, start_step if resume else None
-    log = CSVLog(run_dir / "train_log.csv", resume_step) if main_process else None  # fixed columns per file
-    val_log = CSVLog(run_dir / "val_log.csv", resume_step) if main_process else None
+    # 4. Start: disk space, run folder and config, resume (model, optimiser, LR schedule and EMA).
+    start_step, log, val_log = start_run(accelerator, cfg, "stage1", resume, checkpoint_size(model, extra_copies=1))
+    run_dir = plan.run_dir
 
     # 5. Loop.
     model.train()
@@ -135,16 +126,19 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
             log_losses(accelerator, log, bar, done, losses, lr_scheduler)
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
             save_checkpoint(accelerator, run_dir, done, {"denoiser": model}, cfg.checkpoints_total_limit)
-        if cfg.validation.every and (done % cfg.validation.every == 0 or done == cfg.max_steps):
+        if plan.validate and done % cfg.validation.every == 0 and done < cfg.max_steps:
             if accelerator.is_main_process:
                 _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, done, val_log)
             accelerator.wait_for_everyone()
 
-    # 6. Export the EMA weights as a self-describing pipeline folder.
+    # 6. Export the EMA weights as a self-describing pipeline folder, THEN the final validation: a validation failure
+    # is a warning and cannot lose the export.
     final = run_dir / "final"
     if accelerator.is_main_process:
-        ema_model = _ema_copy(accelerator, model, ema)
-        build_pipeline(ema_model, scheduler, cfg, encoder).save_pretrained(final)
+        with export_folder(final) as tmp:
+            build_pipeline(_ema_copy(accelerator, model, ema), scheduler, cfg, encoder).save_pretrained(tmp)
+        if plan.validate:
+            _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, cfg.max_steps, val_log)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
@@ -159,16 +153,21 @@ def _ema_copy(accelerator, model, ema: EMAModel) -> GestureDenoiser:
 
 
 def _validate(accelerator, model, ema, scheduler, cfg: Stage1Train, encoder, run_dir: Path, step: int, log) -> None:
-    pipe = build_pipeline(_ema_copy(accelerator, model, ema), scheduler, cfg, encoder)
-    metrics = validate_stage1(
-        pipe,
-        cfg.data.root,
-        run_dir / "validation" / f"step-{step:07d}",
-        num_clips=cfg.validation.num_clips,
-        num_inference_steps=cfg.validation.num_inference_steps,
-        guidance_scale=cfg.validation.guidance_scale,
-        pose_autoencoder=cfg.validation.pose_autoencoder,
-        seed=cfg.seed,
-    )
-    if log is not None:
-        log.log(step, metrics)
+    """Validate the EMA weights on the val split (main process); a failure is one warning, never the end of the run."""
+
+    def run() -> None:
+        pipe = build_pipeline(_ema_copy(accelerator, model, ema), scheduler, cfg, encoder)
+        metrics = validate_stage1(
+            pipe,
+            cfg.data.root,
+            run_dir / "validation" / f"step-{step:07d}",
+            num_clips=cfg.validation.num_clips,
+            num_inference_steps=cfg.validation.num_inference_steps,
+            guidance_scale=cfg.validation.guidance_scale,
+            pose_autoencoder=cfg.validation.pose_autoencoder,
+            seed=cfg.seed,
+        )
+        if log is not None:
+            log.log(step, metrics)
+
+    validate_or_warn("stage1", step, run)

@@ -8,7 +8,6 @@ from the folder instead of a constant (STYLE §4.11).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +17,29 @@ from diffusers import AutoencoderKL
 from torch import nn
 from tqdm.auto import tqdm
 
-from mmgt.config import VaeTrain, save_config
+from mmgt.config import VaeTrain
 from mmgt.data.manifest import read_manifest
 from mmgt.data.stage2_dataset import ClipStore, crop_resize, random_crop_box
 from mmgt.errors import MmgtError
 from mmgt.evaluation.image_quality import psnr
 from mmgt.models.stage2_presets import preset
+from mmgt.training import preflight
 from mmgt.training.common import (
     CSVLog,
     build_optimizer,
-    latest_checkpoint,
+    checkpoint_size,
+    export_folder,
     log_losses,
-    make_run_dir,
     optimizer_step,
     save_checkpoint,
     seed_step,
     setup_accelerator,
+    start_run,
     step_generator,
+    validate_or_warn,
     warmup_lambda,
 )
 
-logger = logging.getLogger(__name__)
 SCALE_STREAM = 1  # step_generator stream of the scaling-factor estimate (stream 0 is the training steps')
 
 
@@ -136,18 +137,18 @@ def latent_scaling_factor(vae: AutoencoderKL, pixels: torch.Tensor, generator: t
 
 def main(cfg: VaeTrain, resume: bool = False) -> Path:
     """Train the VAE; returns ``<run>/final`` (an AutoencoderKL folder with the measured ``scaling_factor``)."""
-    # 1. Run folder, accelerator, resolved config.
-    run_dir = make_run_dir(cfg.output_root, "vae", cfg.name, resume=resume)
-    accelerator = setup_accelerator(run_dir, cfg.mixed_precision)
+    # 1. Check everything the run needs (values, data, output) before anything is written.
+    plan = preflight.check_vae(cfg, resume)
+    accelerator = setup_accelerator(plan.run_dir, cfg.mixed_precision)
     rank = accelerator.process_index
-    if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
-    if cfg.data.size % 8:
-        raise MmgtError(f"data.size must be a multiple of 8 (the VAE downsamples 8x), got {cfg.data.size}")
 
-    # 2. Data: random crops of training frames; fixed val frames for PSNR.
-    train, val = FrameSource(cfg.data.root, "train"), FrameSource(cfg.data.root, cfg.validation.split)
-    val_frames = val.spread_frames(cfg.validation.num_frames, cfg.data.size)  # (N, S, S, 3) uint8
+    # 2. Data: random crops of training frames; fixed val frames for PSNR (none when the val split is empty).
+    train = FrameSource(cfg.data.root, "train")
+    val_frames = None
+    if plan.validate:
+        val_frames = FrameSource(cfg.data.root, cfg.validation.split).spread_frames(
+            cfg.validation.num_frames, cfg.data.size
+        )  # (N, S, S, 3) uint8
 
     # 3. Model (the preset's VAE section + overrides), optimiser, LR schedule.
     set_seed(cfg.seed)
@@ -159,11 +160,9 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
 
-    # 4. Resume: every later random draw depends only on (seed, step, process).
-    start_step = _resume(accelerator, run_dir) if resume else 0
-    main_process = accelerator.is_main_process
-    log = CSVLog(run_dir / "train_log.csv", resume_step=start_step if resume else None) if main_process else None
-    val_log = CSVLog(run_dir / "val_log.csv", resume_step=start_step if resume else None) if main_process else None
+    # 4. Start: disk space, run folder and config, resume (model, optimiser, LR schedule).
+    start_step, log, val_log = start_run(accelerator, cfg, "vae", resume, checkpoint_size(model))
+    run_dir, main_process = plan.run_dir, accelerator.is_main_process
 
     # 5. Loop.
     model.train()
@@ -186,10 +185,12 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
             log_losses(accelerator, log, bar, done, losses, lr_scheduler)
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
             save_checkpoint(accelerator, run_dir, done, {"vae": _vae(accelerator, model)}, cfg.checkpoints_total_limit)
-        if main_process and cfg.validation.every and done % cfg.validation.every == 0 and done < cfg.max_steps:
+        periodic = plan.validate and cfg.validation.every and done % cfg.validation.every == 0
+        if main_process and periodic and done < cfg.max_steps:  # the last step is validated after the export
             _validate(_vae(accelerator, model), val_frames, done, val_log)
 
-    # 6. Latent scale from training frames, final PSNR, export.
+    # 6. Latent scale from training frames, export, THEN the final PSNR: a validation failure is a warning and cannot
+    # lose the export.
     final = run_dir / "final"
     if main_process:
         vae = _vae(accelerator, model).eval()
@@ -197,9 +198,11 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
         frames = train.random_crops(sample_rng, cfg.scaling_frames, cfg.data.size, (1.0, 1.0), hflip=False)
         scale = latent_scaling_factor(vae, frames, step_generator(cfg.seed, cfg.max_steps, 0, SCALE_STREAM))
         vae.register_to_config(scaling_factor=scale)
-        _validate(vae, val_frames, cfg.max_steps, val_log)
-        vae.save_pretrained(final)
+        with export_folder(final) as tmp:
+            vae.save_pretrained(tmp)
         print(f"vae: scaling_factor {scale:.5f}; exported to {final}")
+        if plan.validate:
+            _validate(vae, val_frames, cfg.max_steps, val_log)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
@@ -209,20 +212,15 @@ def _vae(accelerator, model: nn.Module) -> AutoencoderKL:
     return accelerator.unwrap_model(model).vae
 
 
-def _resume(accelerator, run_dir: Path) -> int:
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise MmgtError(f"--resume: {run_dir} has no complete checkpoint")
-    accelerator.load_state(str(found[0]))
-    logger.info("resumed from %s", found[0])
-    return found[1]
+def _validate(vae: AutoencoderKL, frames: np.ndarray, step: int, log: CSVLog | None) -> None:
+    """Reconstruction PSNR of the val frames, logged; a failure is one warning, never the end of the run."""
 
+    def run() -> None:
+        was_training = vae.training
+        value = reconstruction_psnr(vae.eval(), frames)
+        vae.train(was_training)
+        print(f"vae step {step}: val PSNR {value:.2f} dB over {len(frames)} frames")
+        if log is not None:
+            log.log(step, {"val_psnr": value})
 
-def _validate(vae: AutoencoderKL, frames: np.ndarray, step: int, log: CSVLog | None) -> float:
-    was_training = vae.training
-    value = reconstruction_psnr(vae.eval(), frames)
-    vae.train(was_training)
-    print(f"vae step {step}: val PSNR {value:.2f} dB over {len(frames)} frames")
-    if log is not None:
-        log.log(step, {"val_psnr": value})
-    return value
+    validate_or_warn("vae", step, run)

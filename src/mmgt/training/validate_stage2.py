@@ -1,7 +1,8 @@
-"""Stage-2 evaluation on held-out clips driven by their ground-truth poses and audio (``mmgt eval stage2``).
+"""Stage-2 validation during training (:func:`validate_stage2`) and evaluation on held-out clips driven by their
+ground-truth poses and audio (:func:`evaluate_stage2`, ``mmgt eval stage2``).
 
-Each clip is regenerated from its own last frame (the reference image), its ground-truth keypoints and its audio, and
-scored against the real frames:
+Each evaluated clip is regenerated from its own last frame (the reference image), its ground-truth keypoints and its
+audio, and scored against the real frames:
 
 * ``psnr`` / ``ssim`` — frame fidelity against the ground truth;
 * ``colour_error`` / ``identity_ok`` — the clothing colour of the output against the reference image's, and whether
@@ -36,6 +37,58 @@ from mmgt.utils.video_writer import save_video
 
 CONDITIONS = ("audio", "no_audio")
 SAME_COLOUR = 12.0  # references closer than this (RGB units) are taken as the same identity's clothing
+
+
+@torch.no_grad()
+def validate_stage2(
+    pipe: PoseToVideoPipeline,
+    dataset_root: str | os.PathLike,
+    split: str,
+    video_path: str | os.PathLike,
+    size: int,
+    num_frames: int,
+    with_audio: bool,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 3.5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Generate the first frames of the first clip of ``split`` (reference: the clip's last frame) and score them.
+
+    Args:
+        pipe: the pipeline around the training modules.
+        video_path: where the side-by-side video (real | generated, with the clip's audio) is written.
+        size: the square training size; the real frames are resized as the video dataset resizes them.
+        num_frames: how many frames to generate from the clip's start.
+        with_audio: drive MM-HAA with the clip's audio (the video step; the image step has no audio modules).
+
+    Returns:
+        ``{"val_psnr": dB, "val_ssim": ...}`` of the generated frames against the real ones.
+    """
+    records = read_manifest(dataset_root, split)
+    if not records:
+        raise MmgtError(f"{dataset_root}: no clips in validation split {split!r}")
+    rec = records[0]
+    frames = read_video_frames(rec.path(dataset_root, "video"))
+    n = min(num_frames, len(frames))
+    real = crop_resize(frames, (0, 0, *frames.shape[1:3]), size)  # (F, S, S, 3), resized like the video dataset
+    poses = PoseSequence.load(rec.path(dataset_root, "keypoints"))[:n]
+    wave = load_audio(rec.path(dataset_root, "audio"), sample_rate=rec.sample_rate)
+    wave = wave[: -(-n * rec.sample_rate // FPS)] if with_audio else None
+    out = pipe(
+        real[-1],
+        poses,
+        None if wave is None else Audio(wave, rec.sample_rate, name=str(rec.id)),
+        height=size,
+        width=size,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
+    side_by_side = np.concatenate([real[:n], out.frames], axis=2)  # (n, S, 2S, 3)
+    Path(video_path).parent.mkdir(parents=True, exist_ok=True)
+    save_video(video_path, side_by_side, fps=FPS, audio=wave, sample_rate=rec.sample_rate)
+    return {"val_psnr": psnr(out.frames, real[:n]), "val_ssim": ssim(out.frames, real[:n])}
 
 
 def _mouth_r(frames: np.ndarray, poses: PoseSequence, wave: np.ndarray, sr: int) -> float:
