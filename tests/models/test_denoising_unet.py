@@ -74,8 +74,9 @@ def test_pose_features_use_the_unet_frame_order(unet2d, motion_adapter):
     install_processors(unet, lambda name: None)
     latents, clip = _latents(2, 3)
     seen = []
-    unet.down_blocks[0].register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["hidden_states"]),
-                                                  with_kwargs=True)
+    unet.down_blocks[0].register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["hidden_states"]), with_kwargs=True
+    )
 
     def first_layer(latents, pose_features):
         seen.clear()
@@ -99,8 +100,9 @@ def test_pose_feature_of_one_frame_changes_only_that_frame_without_temporal_mixi
     latents, clip = _latents(2, 3)
     pose = torch.zeros(6, 32, 16, 16)
     pose[1, :, 4:8, 4:8] = 0.5
-    delta = (denoise(unet, latents, 10, clip, pose, AttnInputs(num_frames=3)) -
-             denoise(unet, latents, 10, clip, None, AttnInputs(num_frames=3)))
+    delta = denoise(unet, latents, 10, clip, pose, AttnInputs(num_frames=3)) - denoise(
+        unet, latents, 10, clip, None, AttnInputs(num_frames=3)
+    )
     changed = delta.abs().amax(dim=(1, 3, 4)) > 0  # (B, F)
     assert changed.tolist() == [[False, True, False], [False, False, False]]
 
@@ -144,10 +146,14 @@ def test_freeze_for_step_leaves_exactly_the_intended_parameters_trainable(unet2d
     if step == "image":
         assert trainable(unet) == unet_names - motion
         ref_trainable = trainable(reference)
-        assert ref_trainable and all(not n.startswith(("up_blocks.2.", "conv_out.", "conv_norm_out.")) for n in
-                                     ref_trainable)
-        assert len(ref_trainable) == sum(1 for n, _ in reference.named_parameters() if not n.startswith(
-            ("up_blocks.2.", "conv_out.", "conv_norm_out.")))
+        assert ref_trainable and all(
+            not n.startswith(("up_blocks.2.", "conv_out.", "conv_norm_out.")) for n in ref_trainable
+        )
+        assert len(ref_trainable) == sum(
+            1
+            for n, _ in reference.named_parameters()
+            if not n.startswith(("up_blocks.2.", "conv_out.", "conv_norm_out."))
+        )
         assert trainable(guider) == {n for n, _ in guider.named_parameters()}
         assert trainable(adapter) == trainable(projection) == set()
     else:

@@ -61,8 +61,10 @@ def test_any_window_length_works_with_the_null_sequence():
         with torch.no_grad():
             out = model(sample, timestep, cond_pose, audio, force_uncond=True)
         assert out.shape == (2, frames, K, 3) and torch.isfinite(out).all()
-    assert torch.equal(model.null_audio_tokens.repeat(1, 3, 1)[:, :19], model._apply_null_condition(
-        torch.zeros(1, 19, 32), torch.zeros(1, 32), torch.tensor([True]))[0])
+    assert torch.equal(
+        model.null_audio_tokens.repeat(1, 3, 1)[:, :19],
+        model._apply_null_condition(torch.zeros(1, 19, 32), torch.zeros(1, 32), torch.tensor([True]))[0],
+    )
 
 
 def test_paper_preset_parameter_count():

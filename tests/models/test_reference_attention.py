@@ -126,9 +126,7 @@ def test_cfg_batch_tiles_a_shared_reference_as_whole_groups(attn):
     doubled = ReferenceReadAttnProcessor(NAME)(
         attn,
         x,
-        mmgt=AttnInputs(
-            mode="read", reference_features={NAME: torch.cat([reference, reference])}, num_frames=frames
-        ),
+        mmgt=AttnInputs(mode="read", reference_features={NAME: torch.cat([reference, reference])}, num_frames=frames),
     )
     assert torch.equal(shared, doubled)
     with pytest.raises(MmgtError, match=rf"reference features of {NAME} has batch 3, .* UNet batch 4"):

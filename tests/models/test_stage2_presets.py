@@ -174,8 +174,9 @@ def test_sd15_random_init_runs_one_denoising_step_at_256(record_property):
     install_stage2_processors(unet, reference, adapter)
     frames, g = 2, torch.Generator().manual_seed(0)
     masks = [torch.rand(frames, 3, s, s, generator=g) for s in (32, 16, 8, 4)]
-    inputs = AttnInputs(mode="read", audio_tokens=torch.randn(frames, 32, 768, generator=g), region_masks=masks,
-                        num_frames=frames)
+    inputs = AttnInputs(
+        mode="read", audio_tokens=torch.randn(frames, 32, 768, generator=g), region_masks=masks, num_frames=frames
+    )
     clip = torch.randn(1, 1, 768, generator=g)
     start = time.perf_counter()
     with torch.no_grad():

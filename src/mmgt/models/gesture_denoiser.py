@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         hidden_dim=512, num_layers=8, num_heads=8, ff_dim=1024, window_frames=80,
         share_motion_encoder=True, body_stream="static",
     ),
-}
+}  # fmt: skip
 
 
 #################################################################################

@@ -84,12 +84,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         ),
         "audio_adapter": dict(placement="down", audio_dim=64, num_heads=4, released_block=False, norm_num_groups=8),
     },
-}
+}  # fmt: skip
 
 # Component -> files that make a local folder loadable (any one weights file suffices).
 _WEIGHTS = {
-    "diffusers": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
-                  "diffusion_pytorch_model.bin"),
+    "diffusers": (
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+        "diffusion_pytorch_model.bin",
+    ),
     "transformers": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
 }
 _FOLDERS = {"unet": "diffusers", "vae": "diffusers", "motion_adapter": "diffusers", "image_encoder": "transformers"}
@@ -103,9 +106,7 @@ def preset(name: str) -> dict[str, dict]:
     return copy.deepcopy(PRESETS[name])
 
 
-def build_components(
-    name: str, audio_spec: dict | None = None, placement: str | None = None
-) -> dict[str, object]:
+def build_components(name: str, audio_spec: dict | None = None, placement: str | None = None) -> dict[str, object]:
     """Random-init stage-2 components of preset ``name``.
 
     Args:
