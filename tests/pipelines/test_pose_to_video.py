@@ -12,7 +12,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
-import mmgt.pipelines.pose_to_video as module
+import mmgt.models.denoising_unet as unet_module
 from builders import tiny_stage2
 from mmgt.audio.features import feature_spec
 from mmgt.audio.mel import mel_features
@@ -213,31 +213,31 @@ def test_unconditional_branch_skips_the_reference_as_in_training(trained, monkey
     """ "skip": the CFG negative runs alone without reference attention (training's image dropout); "zero_clip" (the
     release) runs every branch in one batch reading zero-CLIP ReferenceNet features."""
     calls = []
-    real_denoise = module.denoise
+    real_denoise = unet_module.denoise
 
     def spy_denoise(unet, latents, t, clip, pose, inputs):
         calls.append((latents.shape[0], inputs.mode, len(inputs.reference_features), float(clip.abs().sum())))
         return real_denoise(unet, latents, t, clip, pose, inputs)
 
-    monkeypatch.setattr(module, "denoise", spy_denoise)
+    monkeypatch.setattr(unet_module, "denoise", spy_denoise)
     assert trained.config.uncond_reference == "skip"
     skipped = _run(trained, 5, audio=_wave(5), num_inference_steps=1, output_type="latent")
-    assert [c[:2] for c in calls] == [(1, "off"), (1, "read")]
-    assert calls[0][2] == 0 and calls[1][2] > 0  # no reference features in the negative, all of them in the positive
-    assert calls[0][3] == 0.0 and calls[1][3] > 0  # zero CLIP only in the negative
+    by_mode = {mode: (batch, features, clip) for batch, mode, features, clip in calls}
+    assert len(calls) == 2 and set(by_mode) == {"off", "read"}
+    assert by_mode["off"][:2] == (1, 0) and by_mode["read"][0] == 1  # the negative alone, with no reference features
+    assert by_mode["read"][1] > 0  # the positive reads all of them
+    assert by_mode["off"][2] == 0.0 and by_mode["read"][2] > 0  # zero CLIP only in the negative
     calls.clear()
-    trained.register_to_config(uncond_reference="zero_clip")
-    try:
-        released = _run(trained, 5, audio=_wave(5), num_inference_steps=1, output_type="latent")
-    finally:
-        trained.register_to_config(uncond_reference="skip")
+    released = _run(
+        trained, 5, audio=_wave(5), num_inference_steps=1, output_type="latent", uncond_reference="zero_clip"
+    )
     assert [c[:2] for c in calls] == [(2, "read")]
     assert (released - skipped).abs().max() > 1e-4
 
 
 def test_unknown_uncond_reference_is_refused(trained):
     with pytest.raises(ValueError, match="uncond_reference"):
-        type(trained)(**trained.components, uncond_reference="none")
+        type(trained)(**trained.components, uncond_reference="none")  # saved settings are checked too
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -246,14 +246,14 @@ def test_unknown_uncond_reference_is_refused(trained):
 def test_windows_are_averaged_where_they_overlap(trained, monkeypatch):
     """The model output handed to the scheduler is the per-frame mean of the windows' guided predictions."""
     outputs, steps = [], []
-    real_denoise, real_step = module.denoise, trained.scheduler.step
+    real_denoise, real_step = unet_module.denoise, trained.scheduler.step
 
     def spy_denoise(unet, latents, t, clip, pose, inputs):
         out = real_denoise(unet, latents, t, clip, pose, inputs)
         outputs.append(out[:1])  # guidance off: one branch
         return out
 
-    monkeypatch.setattr(module, "denoise", spy_denoise)
+    monkeypatch.setattr(unet_module, "denoise", spy_denoise)
     monkeypatch.setattr(trained.scheduler, "step", lambda out, *a, **k: steps.append(out) or real_step(out, *a, **k))
     _run(trained, 10, guidance_scale=1.0, window_frames=6, overlap=2, closed_loop=False, num_inference_steps=1)
     first, second = outputs  # windows 0..5 and 4..9

@@ -30,7 +30,7 @@ from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs
 from mmgt.models.audio_attention import AudioAttentionAdapter
 from mmgt.models.audio_projection import AudioProjection
-from mmgt.models.denoising_unet import denoise, encode_reference, install_stage2_processors
+from mmgt.models.denoising_unet import denoise_with_reference_dropout, encode_reference, install_stage2_processors
 from mmgt.models.pose_guider import PoseGuider
 from mmgt.pipelines.context_windows import WindowCache, WindowConditions, context_windows
 from mmgt.pipelines.reference import clip_pixels, fit_image
@@ -306,6 +306,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
         total = torch.zeros_like(latents)
         counts = torch.zeros(latents.shape[2], device=latents.device, dtype=latents.dtype)
         n = len(guidance.branches)
+        # "skip": the unconditional branch runs without reference attention, exactly as training's image dropout.
+        keep = torch.tensor([not (b == "uncond" and uncond_reference == "skip") for b in guidance.branches])
         for k, frames in enumerate(windows):
             cond = conditions(k)
             index = torch.tensor(frames, device=latents.device)
@@ -313,23 +315,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
                 attn_inputs, audio_tokens=cond.audio_tokens, region_masks=cond.branch_masks, num_frames=len(frames)
             )
             window = latents[:, :, index].repeat(n, 1, 1, 1, 1)  # (n, C, w, h, w): one copy per branch
-            if uncond_reference == "skip" and guidance.branches[0] == "uncond":
-                # The unconditional branch runs alone without reference attention, the rest read the features.
-                w = len(frames)
-                off = replace(inputs, mode="off", reference_features={}, audio_tokens=cond.audio_tokens[:w])
-                on = replace(
-                    inputs,
-                    audio_tokens=cond.audio_tokens[w:],
-                    reference_features={k: v[1:] for k, v in inputs.reference_features.items()},
-                )
-                out = torch.cat(
-                    [
-                        denoise(self.unet, window[:1], timestep, clip_embeds[:1], cond.pose_features, off),
-                        denoise(self.unet, window[1:], timestep, clip_embeds[1:], cond.pose_features, on),
-                    ]
-                )
-            else:
-                out = denoise(self.unet, window, timestep, clip_embeds, cond.pose_features, inputs)
+            out = denoise_with_reference_dropout(
+                self.unet, window, timestep, clip_embeds, cond.pose_features, inputs, keep
+            )  # (n, C, w, h, w)
             total.index_add_(2, index, guidance.combine(out))
             counts.index_add_(0, index, torch.ones_like(index, dtype=counts.dtype))
             on_window()
