@@ -54,7 +54,7 @@ def _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio, scal
         inputs["pose_images"],
         audio,
         keep,
-        inputs["region_masks"],
+        inputs["branch_masks"],
         scales,
     )
     loss = ((pred - target) ** 2).mean()
@@ -109,7 +109,7 @@ def main() -> None:
             noise = torch.randn(latents.shape, generator=gen)
             noisy = scheduler.add_noise(latents, noise, timesteps)
             target = v_target(scheduler, latents, noise, timesteps)
-            scales = cfg.objective.region_scales
+            scales = cfg.objective.branch_weights
             g_true, l_true = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, audio, scales)
             g_shuf, l_shuf = _lip_gradient(trainee, params, inputs, noisy, timesteps, target, shuffled, scales)
             stats[band]["true"].append(g_true)

@@ -40,16 +40,32 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     if path is not None:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: config file not found")
-        cfg = _merged(cfg, str(path), lambda: OmegaConf.load(path))
+        cfg = _merged(cfg, str(path), lambda: _renamed(OmegaConf.load(path)))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got {bad}")
     for override in overrides:  # one at a time, so an error names the override that caused it
-        cfg = _merged(cfg, f"override {override!r}", lambda o=override: OmegaConf.from_dotlist([o]))
+        cfg = _merged(cfg, f"override {override!r}", lambda o=override: _renamed(OmegaConf.from_dotlist([o])))
     try:
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(schema.__name__, e)) from e
+
+
+# Keys renamed since mmgt 0.1 (old name -> new name): run folders and YAML files written before still load.
+RENAMED_KEYS = {
+    "objective.region_scales": "objective.branch_weights",
+    "validation.region_scales": "validation.branch_weights",
+}
+
+
+def _renamed(values):
+    """``values`` (a loaded config) with the keys of :data:`RENAMED_KEYS` moved to their new names."""
+    for old, new in RENAMED_KEYS.items():
+        section, key = old.split(".")
+        if OmegaConf.is_dict(values) and OmegaConf.is_dict(values.get(section)) and key in values[section]:
+            values[section][new.split(".")[1]] = values[section].pop(key)
+    return values
 
 
 def _merged(cfg, source: str, load):
@@ -116,8 +132,8 @@ class Stage1Data:
 class Stage1Validation:
     every: int = 500  # steps; 0 disables
     num_clips: int = 4
-    num_inference_steps: int = 25
-    guidance_scale: float = 2.0
+    num_inference_steps: int | None = None  # None: the model's sampling defaults (mmgt.pipelines.sampling_defaults)
+    guidance_scale: float | None = None
     pose_autoencoder: str | None = None  # folder of a PoseAutoencoder for FGD; None skips FGD
 
 
@@ -217,7 +233,7 @@ class Stage2Objective:
     snr_gamma: float = 5.0  # spec §5.5: min-SNR gamma
     image_drop_prob: float = 0.1  # spec §5.5/5.6: zero the CLIP embedding and skip the ReferenceNet
     audio_drop_prob: float = 0.05  # spec §5.6: zero audio tokens (video step)
-    region_scales: tuple[float, float, float] = (1.0, 1.0, 1.0)  # spec §5.3 decision: (1, 1, 1) in training
+    branch_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # spec §5.3 decision: MM-HAA (1, 1, 1) in training
     # Video step: the loss weight of latent pixels inside the lip mask is 1 + this (0 = the spec's plain loss). The
     # mouth covers a few latent pixels, so its share of the loss is tiny (tried on tiny: docs/stage2.md).
     lip_loss_weight: float = 0.0
@@ -228,9 +244,10 @@ class Stage2Validation:
     every: int = 0  # steps; 0 disables
     split: str = "val"  # the first clip of this split is generated
     num_frames: int = 12  # frames generated from the start of that clip
-    num_inference_steps: int = 20
-    guidance_scale: float = 3.5  # spec §5.7
-    region_scales: tuple[float, float, float] = (1.0, 1.0, 2.0)  # spec §5.3 decision: inference (1, 1, 2)
+    # None: the model's sampling defaults (mmgt.pipelines.sampling_defaults), which the export carries too.
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    branch_weights: tuple[float, ...] | None = None
 
 
 @dataclass

@@ -86,5 +86,8 @@ BLUR_KERNEL_LIPS = 21
 BLUR_KERNEL_HANDS = 21
 LATENT_DOWNSAMPLE = 8  # VAE factor: UNet levels are H/8, H/16, H/32, H/64
 NUM_MASK_LEVELS = 4
-MOTION_MASKS = ("lips", "face_hands", "hands")  # the motion masks V^l, V^{f+h}, V^h (spec §4.2)
-MASK_REGIONS = ("global", "face_hands", "lips")  # MM-HAA branch order g, fh, l (spec §4.4, variant "paper")
+# The vocabulary of the masks, everywhere (code, configs, saved folders, docs):
+MOTION_MASKS = ("lips", "face_hands", "hands")  # the binary motion masks V^l, V^{f+h}, V^h (spec §4.2)
+# MM-HAA's branches, in mask-channel order; each reads one mask: global 1 - V^l, face_hands V^{f+h}, lips V^l
+# (spec §4.4, variant "paper"). Their per-branch weights are the "branch weights".
+BRANCHES = ("global", "face_hands", "lips")

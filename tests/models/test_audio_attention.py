@@ -57,8 +57,8 @@ def _run(unet, call_inputs, adapter=None, scales=(1.0, 1.0, 1.0), masks=None, au
         install_audio_processors(unet, adapter)
     inputs = AttnInputs(
         audio_tokens=tokens if audio == "given" else None,
-        region_masks=default_masks if masks is None else masks,
-        region_scales=scales,
+        branch_masks=default_masks if masks is None else masks,
+        branch_weights=scales,
         num_frames=FRAMES,
     )
     return denoise(unet, latents, 10, clip, None, inputs)
@@ -95,7 +95,7 @@ def test_unet_state_dict_is_unchanged_and_weights_live_in_the_adapter(unet):
     adapter_keys = set(adapter.state_dict())
     assert "layers.1.branches.lips.attn.to_k.weight" in adapter_keys
     assert "layers.0.branches.global.adapter.weight" in adapter_keys
-    assert len(adapter_keys) == 2 * 3 * 6  # layers x regions x (to_q, to_k, to_v, to_out w/b, adapter)
+    assert len(adapter_keys) == 2 * 3 * 6  # layers x branches x (to_q, to_k, to_v, to_out w/b, adapter)
     assert not any("branches" in k for k in keys)
 
 
@@ -118,7 +118,7 @@ def test_all_zero_mask_switches_its_branch_off(unet, call_inputs, released_block
     assert (_run(unet, call_inputs, adapter) - branch_off).abs().max() > 1e-4
 
 
-def test_region_scales_are_always_applied(unet, call_inputs):
+def test_branch_weights_are_always_applied(unet, call_inputs):
     adapter = _perturb(_adapter(unet))
     plain = _run(unet, call_inputs)
     assert torch.equal(_run(unet, call_inputs, adapter, scales=(0.0, 0.0, 0.0)), plain)
@@ -144,8 +144,8 @@ def _call(setup, scales=(1.0, 1.0, 1.0), masks=None, audio=None):
     attn, adapter, hidden, clip, default_audio, default_masks = setup
     inputs = AttnInputs(
         audio_tokens=default_audio if audio is None else audio,
-        region_masks=default_masks if masks is None else masks,
-        region_scales=scales,
+        branch_masks=default_masks if masks is None else masks,
+        branch_weights=scales,
     )
     return MaskedAudioAttnProcessor(LAYER, adapter.layer(LAYER))(attn, hidden, clip, mmgt=inputs)
 
@@ -179,21 +179,21 @@ def test_cfg_batch_tiles_masks_as_whole_groups(layer_setup):
     proc = MaskedAudioAttnProcessor(LAYER, adapter.layer(LAYER))
     doubled = dict(audio_tokens=torch.cat([torch.zeros_like(audio), audio]), num_frames=1)
     hidden2, clip2 = torch.cat([hidden, hidden]), torch.cat([torch.zeros_like(clip), clip])
-    shared = proc(attn, hidden2, clip2, mmgt=AttnInputs(region_masks=masks, **doubled))
-    explicit = proc(attn, hidden2, clip2, mmgt=AttnInputs(region_masks=[torch.cat([m, m]) for m in masks], **doubled))
+    shared = proc(attn, hidden2, clip2, mmgt=AttnInputs(branch_masks=masks, **doubled))
+    explicit = proc(attn, hidden2, clip2, mmgt=AttnInputs(branch_masks=[torch.cat([m, m]) for m in masks], **doubled))
     assert torch.equal(shared, explicit)
 
 
 def test_errors_name_the_layer(layer_setup):
     attn, adapter, hidden, clip, audio, masks = layer_setup
-    with pytest.raises(MmgtError, match=r"layer: no region mask level has 16 pixels \(levels: \[\(2, 2\)\]\)"):
+    with pytest.raises(MmgtError, match=r"layer: no branch mask level has 16 pixels \(levels: \[\(2, 2\)\]\)"):
         _call(layer_setup, masks=[masks[1]])
-    with pytest.raises(MmgtError, match="layer: 2 region_scales for 3 regions"):
+    with pytest.raises(MmgtError, match="layer: 2 branch_weights for 3 branches"):
         _call(layer_setup, scales=(1.0, 1.0))
-    with pytest.raises(MmgtError, match="layer: masks have 2 regions, adapter has 3"):
+    with pytest.raises(MmgtError, match="layer: masks have 2 branches, the adapter has 3"):
         _call(layer_setup, masks=[masks[0][:, :2]])
     proc = MaskedAudioAttnProcessor(LAYER, adapter.layer(LAYER))
-    with pytest.raises(MmgtError, match="layer: audio_tokens were given without region_masks"):
+    with pytest.raises(MmgtError, match="layer: audio_tokens were given without branch_masks"):
         proc(attn, hidden, clip, mmgt=AttnInputs(audio_tokens=audio))
     with pytest.raises(MmgtError, match="got 1 layer_names but 2 layer_channels"):
         AudioAttentionAdapter(["a"], [32, 64])

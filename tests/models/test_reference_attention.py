@@ -192,5 +192,5 @@ def test_attn_inputs_validate_themselves():
         AttnInputs(mode="read_write")
     with pytest.raises(MmgtError, match="num_frames must be >= 1"):
         AttnInputs(num_frames=0)
-    with pytest.raises(MmgtError, match=r"region_masks\[1\] must be \(B\*F, R, h, w\)"):
-        AttnInputs(region_masks=[torch.zeros(1, 3, 2, 2), torch.zeros(3, 2, 2)])
+    with pytest.raises(MmgtError, match=r"branch_masks\[1\] must be \(B\*F, R, h, w\)"):
+        AttnInputs(branch_masks=[torch.zeros(1, 3, 2, 2), torch.zeros(3, 2, 2)])

@@ -78,7 +78,7 @@ def _tiny_step(c: dict, unet, frames: int = 2) -> tuple[torch.Tensor, AttnInputs
     pose = c["pose_guider"](torch.rand(1, 3, frames, 128, 128, generator=g))  # (F, 32, 16, 16)
     audio = c["audio_projection"](torch.randn(1, frames, 5, 4, 32, generator=g))  # (F, 8, 64)
     masks = [torch.rand(frames, 3, s, s, generator=g) for s in (16, 8, 4, 2)]
-    inputs = AttnInputs(mode="read", audio_tokens=audio, region_masks=masks, num_frames=frames)
+    inputs = AttnInputs(mode="read", audio_tokens=audio, branch_masks=masks, num_frames=frames)
     encode_reference(c["reference_unet"], ref_latents, clip, inputs)
     latents = torch.randn(1, 4, frames, 16, 16, generator=g)
     return denoise(unet, latents, torch.tensor([500]), clip, pose, inputs), inputs
@@ -175,7 +175,7 @@ def test_sd15_random_init_runs_one_denoising_step_at_256(record_property):
     frames, g = 2, torch.Generator().manual_seed(0)
     masks = [torch.rand(frames, 3, s, s, generator=g) for s in (32, 16, 8, 4)]
     inputs = AttnInputs(
-        mode="read", audio_tokens=torch.randn(frames, 32, 768, generator=g), region_masks=masks, num_frames=frames
+        mode="read", audio_tokens=torch.randn(frames, 32, 768, generator=g), branch_masks=masks, num_frames=frames
     )
     clip = torch.randn(1, 1, 768, generator=g)
     start = time.perf_counter()

@@ -49,8 +49,8 @@ def batch(model):
         mode="read",
         reference_features=features,
         audio_tokens=torch.randn(B * F, 8, 64, generator=g),
-        region_masks=[torch.rand(B * F, 3, s, s, generator=g) for s in (8, 4, 2, 1)],
-        region_scales=(1.0, 1.0, 2.0),
+        branch_masks=[torch.rand(B * F, 3, s, s, generator=g) for s in (8, 4, 2, 1)],
+        branch_weights=(1.0, 1.0, 2.0),
         num_frames=F,
     )
     return {
@@ -71,7 +71,7 @@ def _rows(x: dict, rows: list[int], mode: str) -> tuple:
         mode=mode,
         reference_features={k: v[rows] for k, v in inputs.reference_features.items()} if mode == "read" else {},
         audio_tokens=inputs.audio_tokens[frames],
-        region_masks=[m[frames] for m in inputs.region_masks],
+        branch_masks=[m[frames] for m in inputs.branch_masks],
     )
     return x["latents"][rows], x["timesteps"][rows], x["clip"][rows], x["pose"][frames], sub
 
@@ -118,9 +118,9 @@ def test_shared_per_frame_inputs_and_a_scalar_timestep_as_in_cfg_sampling(model,
     """CFG: one pose/mask tensor of F rows serves every branch; the timestep is one number for all."""
     unet, keep = model[0], torch.tensor([False, True, True])  # the unconditional branch first, as the pipeline
     pose = batch["pose"][:F]
-    masks = [m[:F] for m in batch["inputs"].region_masks]
-    shared = replace(batch["inputs"], region_masks=masks)
-    tiled = replace(batch["inputs"], region_masks=[m.repeat(B, 1, 1, 1) for m in masks])
+    masks = [m[:F] for m in batch["inputs"].branch_masks]
+    shared = replace(batch["inputs"], branch_masks=masks)
+    tiled = replace(batch["inputs"], branch_masks=[m.repeat(B, 1, 1, 1) for m in masks])
     args = (batch["latents"], torch.tensor(500), batch["clip"])
     out = denoise_with_reference_dropout(unet, *args, pose, shared, keep)
     expected = denoise_with_reference_dropout(unet, *args, pose.repeat(B, 1, 1, 1), tiled, keep)

@@ -217,7 +217,8 @@ def test_sampling_defaults_come_from_the_stages_and_calls_override_them(pipe, sp
 
 
 def test_version_1_folders_load_with_their_sampling_values(pipe, saved):
-    """mmgt 0.1 kept steps and guidance in mmgt.json and called the branch weights region_scales."""
+    """mmgt 0.1 kept steps and guidance in mmgt.json and called the branch weights region_scales and the adapter's
+    branches regions."""
     (saved / "mmgt.json").write_text(
         json.dumps(
             {
@@ -239,7 +240,11 @@ def test_version_1_folders_load_with_their_sampling_values(pipe, saved):
     for key in ("branch_weights", "num_inference_steps", "guidance_scale", "audio_guidance_scale"):
         cfg.pop(key)
     index.write_text(json.dumps({**cfg, "region_scales": [1.0, 0.5, 3.0]}))
+    adapter = saved / "stage2" / "audio_adapter" / "config.json"
+    cfg = json.loads(adapter.read_text())
+    adapter.write_text(json.dumps({**cfg, "regions": cfg.pop("branches")}))
     loaded = MMGTPipeline.from_pretrained(saved)
+    assert tuple(loaded.stage2.audio_adapter.config.branches) == ("global", "face_hands", "lips")
     assert loaded.config == {"size": 64, "max_audio_seconds": 30.0}
     assert (loaded.stage1.sampling.num_inference_steps, loaded.stage1.sampling.guidance_scale) == (7, 1.5)
     assert (loaded.stage2.sampling.num_inference_steps, loaded.stage2.sampling.guidance_scale) == (9, 4.0)
@@ -247,5 +252,6 @@ def test_version_1_folders_load_with_their_sampling_values(pipe, saved):
     resaved = loaded.save_pretrained(saved.parent / "resaved")
     assert json.loads((resaved / "mmgt.json").read_text())["version"] == 2
     assert "region_scales" not in json.loads((resaved / "stage2" / "model_index.json").read_text())
+    assert "regions" not in json.loads((resaved / "stage2" / "audio_adapter" / "config.json").read_text())
     again = MMGTPipeline.from_pretrained(resaved)
     assert again.stage2.sampling == loaded.stage2.sampling and again.stage1.sampling == loaded.stage1.sampling

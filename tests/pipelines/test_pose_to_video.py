@@ -1,5 +1,5 @@
 """Stage-2 any-length inference on tiny random components (64x64, 2 steps, CPU): shapes, determinism, save/load
-identity, audio and region-scale wiring, window averaging, streaming, schedulers, the CLI and input errors."""
+identity, audio and branch-weight wiring, window averaging, streaming, schedulers, the CLI and input errors."""
 
 from __future__ import annotations
 

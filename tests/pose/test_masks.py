@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmgt.constants import FACE, LEFT_HAND, LIPS, MASK_REGIONS, NUM_KEYPOINTS, RIGHT_HAND
+from mmgt.constants import BRANCHES, FACE, LEFT_HAND, LIPS, NUM_KEYPOINTS, RIGHT_HAND
 from mmgt.contracts import PoseSequence
 from mmgt.errors import MmgtError
 from mmgt.pose.masks import (
@@ -162,7 +162,7 @@ def test_mask_frames_to_uint8_is_white_inside_black_outside():
 def test_pyramid_shapes(size, expected):
     pose = make_pose(spread(LIPS, 50, 60, 70, 75), width=size[1], height=size[0])
     levels = branch_masks(pose, *size)
-    assert [lv.shape for lv in levels] == [(1, len(MASK_REGIONS), s, s) for s in expected]
+    assert [lv.shape for lv in levels] == [(1, len(BRANCHES), s, s) for s in expected]
     assert all(lv.dtype == np.float32 for lv in levels)
 
 

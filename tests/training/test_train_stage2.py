@@ -208,7 +208,7 @@ def _video_inputs(seed: int = 3, b: int = 2, f: int = 3):
         "clip_embeds": torch.randn(b, 1, 64, generator=g),
         "pose_images": torch.rand(b * f, 3, 64, 64, generator=g),
         "audio": torch.randn(b, f, 5, 1, 81, generator=g),
-        "region_masks": masks,
+        "branch_masks": masks,
     }
 
 
@@ -280,7 +280,7 @@ def test_condition_dropout_removes_exactly_the_dropped_conditions():
             inputs["pose_images"],
             inputs["audio"],
             keep_audio,
-            inputs["region_masks"],
+            inputs["branch_masks"],
         )
 
     other = {

@@ -28,18 +28,19 @@ class AttnInputs:
             reference: ``dataclasses.replace(inputs, mode="read")`` keeps the same dict.
         audio_tokens: (B*F, T, D) projected audio tokens (T=32, D=768 for SD-1.5), frames b-major; ``None`` turns
             MM-HAA off. Unconditional audio is all-zero tokens, not ``None`` (spec §5.4.5).
-        region_masks: one tensor per UNet level, each (B*F, R, h, w) in [0, 1], regions in the order of the audio
-            adapter (g, fh, l). Each MM-HAA layer picks the level whose h*w equals its token count.
-        region_scales: branch weights (w_g, w_fh, w_l); always applied (spec §5.3 decision: (1, 1, 1) in training,
-            (1, 1, 2) at inference).
+        branch_masks: one tensor per UNet level, each (B*F, R, h, w) in [0, 1], one channel per MM-HAA branch in
+            the adapter's order (global, face_hands, lips). Each MM-HAA layer picks the level whose h*w equals its
+            token count.
+        branch_weights: one weight per branch; always applied (spec §5.3 decision: (1, 1, 1) in training, (1, 1, 2)
+            at inference).
         num_frames: F, the number of frames per sample in the denoising UNet batch (1 for the ReferenceNet/images).
     """
 
     mode: Literal["write", "read", "off"] = "off"
     reference_features: dict[str, torch.Tensor] = field(default_factory=dict)
     audio_tokens: torch.Tensor | None = None
-    region_masks: list[torch.Tensor] | None = None
-    region_scales: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    branch_masks: list[torch.Tensor] | None = None
+    branch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     num_frames: int = 1
 
     def __post_init__(self) -> None:
@@ -49,9 +50,9 @@ class AttnInputs:
             raise MmgtError(f"AttnInputs.num_frames must be >= 1, got {self.num_frames}")
         if self.audio_tokens is not None and self.audio_tokens.ndim != 3:
             raise MmgtError(f"AttnInputs.audio_tokens must be (B*F, T, D), got shape {tuple(self.audio_tokens.shape)}")
-        for level, mask in enumerate(self.region_masks or []):
+        for level, mask in enumerate(self.branch_masks or []):
             if mask.ndim != 4:
-                raise MmgtError(f"AttnInputs.region_masks[{level}] must be (B*F, R, h, w), got {tuple(mask.shape)}")
+                raise MmgtError(f"AttnInputs.branch_masks[{level}] must be (B*F, R, h, w), got {tuple(mask.shape)}")
 
 
 def match_batch(tensor: torch.Tensor, batch: int, what: str) -> torch.Tensor:

@@ -1,14 +1,14 @@
 """MM-HAA: motion-mask gated hierarchical audio attention on the UNet's cross-attention layers (spec §5.1, §5.3).
 
 Figure flow, per selected transformer block (h: the block's normalised tokens, CA: its CLIP cross-attention ``attn2``,
-A: audio tokens, m_r: region r's mask at this layer's resolution, w_r: region_scales):
+A: audio tokens, m_r: branch r's mask at this layer's resolution, w_r: its branch weight):
 
     out = CA(h, clip) + sum_r  w_r * Adapter_r( CrossAttn_r(CA(h, clip), A) * m_r )
 
-The block adds ``out`` to its residual stream, as it does with any ``attn2`` output. Regions are g (global = 1 - lips),
-fh (face + hands), l (lips); each has its own cross-attention (query dim C, context dim 768, ``num_heads`` heads) and
-its own zero-initialised C -> C adapter (a 1x1 conv on the h x w map = a linear on tokens). The mask scales the
-attention OUTPUT; there is no attention mask.
+The block adds ``out`` to its residual stream, as it does with any ``attn2`` output. The branches
+(:data:`mmgt.constants.BRANCHES`) are ``global`` (mask 1 - lips), ``face_hands`` and ``lips``; each has its own
+cross-attention (query dim C, context dim 768, ``num_heads`` heads) and its own zero-initialised C -> C adapter (a 1x1
+conv on the h x w map = a linear on tokens). The mask scales the attention OUTPUT; there is no attention mask.
 
 Weights live once, in :class:`AudioAttentionAdapter` (a MotionAdapter-like container saved with save_pretrained); the
 processors only reference its modules, so ``unet.state_dict()`` keeps the plain UNetMotionModel keys.
@@ -25,7 +25,7 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from mmgt.constants import MASK_REGIONS
+from mmgt.constants import BRANCHES
 from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs, match_batch
 from mmgt.models.reference_attention import PassThroughAttnProcessor, install_processors
@@ -34,7 +34,7 @@ PLACEMENTS = {"down": ("down_blocks.",), "down_up_mid": ("down_blocks.", "mid_bl
 
 
 class _AudioBranch(nn.Module):
-    """One region r at one layer: o_r = Adapter_r(CrossAttn_r(x, A) * m_r)."""
+    """One branch r at one layer: o_r = Adapter_r(CrossAttn_r(x, A) * m_r)."""
 
     def __init__(self, channels: int, audio_dim: int, num_heads: int):
         super().__init__()
@@ -50,13 +50,13 @@ class _AudioBranch(nn.Module):
 
 
 class _AudioLayer(nn.Module):
-    """All region branches of one ``attn2`` layer, plus (optionally) the released block's extra SA/FFN."""
+    """All branches of one ``attn2`` layer, plus (optionally) the released block's extra SA/FFN."""
 
     def __init__(
-        self, channels: int, audio_dim: int, num_heads: int, regions: Sequence[str], released_block: bool, groups: int
+        self, channels: int, audio_dim: int, num_heads: int, branches: Sequence[str], released_block: bool, groups: int
     ):
         super().__init__()
-        self.branches = nn.ModuleDict({r: _AudioBranch(channels, audio_dim, num_heads) for r in regions})
+        self.branches = nn.ModuleDict({r: _AudioBranch(channels, audio_dim, num_heads) for r in branches})
         self.released_block = released_block
         if released_block:
             # Official code: GroupNorm -> proj_in -> [SA, masked CAs, GEGLU FFN] -> proj_out -> residual (spec §5.3).
@@ -78,21 +78,21 @@ class _AudioLayer(nn.Module):
         Args:
             ca: (N, HW, C) output of the block's CLIP cross-attention, N = B*F.
             audio: (N, T, D) audio tokens.
-            masks: (N, R, HW) region masks in [0, 1], regions in adapter order.
+            masks: (N, R, HW) branch masks in [0, 1], in the adapter's branch order.
             scales: R branch weights w_r.
 
         Returns:
             (N, HW, C) the new ``attn2`` output.
         """
         if not self.released_block:
-            return ca + self._regions(ca, audio, masks, scales)
+            return ca + self._branches(ca, audio, masks, scales)
         x = self.proj_in(self.norm_in(ca.transpose(1, 2)).transpose(1, 2))  # GroupNorm over channels, per frame
         x = x + self.self_attn(self.norm1(x))  # h1 = h + SA(LN1(h))
-        x = x + self._regions(self.norm2(x), audio, masks, scales)  # h2 = h1 + sum_r w_r o_r
+        x = x + self._branches(self.norm2(x), audio, masks, scales)  # h2 = h1 + sum_r w_r o_r
         x = x + self.ff(self.norm3(x))  # h3 = h2 + FFN(LN3(h2))
         return ca + self.proj_out(x)
 
-    def _regions(
+    def _branches(
         self, x: torch.Tensor, audio: torch.Tensor, masks: torch.Tensor, scales: Sequence[float]
     ) -> torch.Tensor:
         """sum_r w_r * Adapter_r(CrossAttn_r(x, A) * m_r); a branch with w_r == 0 is skipped (it adds exactly 0)."""
@@ -104,7 +104,7 @@ class _AudioLayer(nn.Module):
 
 
 class AudioAttentionAdapter(ModelMixin, ConfigMixin):
-    """Weight container for MM-HAA (modelled on diffusers' MotionAdapter): one branch per (layer, region).
+    """Weight container for MM-HAA (modelled on diffusers' MotionAdapter): one branch per (layer, branch name).
 
     It has no forward of its own: :func:`install_audio_processors` puts a :class:`MaskedAudioAttnProcessor` on each
     listed ``attn2`` layer of a UNet, pointing at this adapter's modules. Train it, move it (``.to``) and save it
@@ -116,7 +116,8 @@ class AudioAttentionAdapter(ModelMixin, ConfigMixin):
         layer_channels: C of each layer (320/640/1280 for SD-1.5).
         audio_dim: audio token width D (768).
         num_heads: heads of every audio cross-attention (8; head size C/8).
-        regions: branch names in mask-channel order (g, fh, l).
+        branches: branch names in mask-channel order (:data:`~mmgt.constants.BRANCHES`); called ``regions`` in
+            folders saved before mmgt 0.2, which load as they are (:meth:`extract_init_dict`).
         released_block: also build the released audio block's GroupNorm/proj_in, self-attention, GEGLU FFN and
             proj_out around the masked cross-attentions (see :class:`MaskedAudioAttnProcessor`).
         norm_num_groups: GroupNorm groups of ``released_block`` (32 for SD-1.5).
@@ -129,22 +130,31 @@ class AudioAttentionAdapter(ModelMixin, ConfigMixin):
         layer_channels: list[int],
         audio_dim: int = 768,
         num_heads: int = 8,
-        regions: tuple[str, ...] = MASK_REGIONS,
+        branches: tuple[str, ...] = BRANCHES,
         released_block: bool = False,
         norm_num_groups: int = 32,
     ):
         super().__init__()
         if len(layer_names) != len(layer_channels):
             raise MmgtError(f"got {len(layer_names)} layer_names but {len(layer_channels)} layer_channels")
-        if len(set(regions)) != len(regions) or not regions:
-            raise MmgtError(f"regions must be distinct and non-empty, got {regions}")
+        if len(set(branches)) != len(branches) or not branches:
+            raise MmgtError(f"branches must be distinct and non-empty, got {branches}")
         bad = [c for c in layer_channels if c % num_heads]
         if bad:
             raise MmgtError(f"layer channels {bad} are not divisible by num_heads={num_heads}")
         self.layers = nn.ModuleList(
-            _AudioLayer(c, audio_dim, num_heads, regions, released_block, norm_num_groups) for c in layer_channels
+            _AudioLayer(c, audio_dim, num_heads, branches, released_block, norm_num_groups) for c in layer_channels
         )
         self._index = {name: i for i, name in enumerate(layer_names)}
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict, **kwargs):
+        """diffusers' config reader, with the pre-0.2 key ``regions`` read as ``branches``."""
+        if "regions" in config_dict:
+            config_dict = {k: v for k, v in config_dict.items() if k != "regions"} | {
+                "branches": config_dict["regions"]
+            }
+        return super().extract_init_dict(config_dict, **kwargs)
 
     def layer(self, name: str) -> _AudioLayer:
         """The branches of layer ``name``."""
@@ -174,13 +184,13 @@ class MaskedAudioAttnProcessor(PassThroughAttnProcessor):
 
     Args:
         name: the ``attn2`` module name, used in error messages.
-        branches: the adapter's layer module for ``name`` (``adapter.layer(name)``).
+        layer: the adapter's layer module for ``name`` (``adapter.layer(name)``).
     """
 
-    def __init__(self, name: str, branches: _AudioLayer):
+    def __init__(self, name: str, layer: _AudioLayer):
         super().__init__()
         self.name = name
-        self.branches = branches
+        self.layer = layer
 
     def __call__(
         self,
@@ -194,29 +204,29 @@ class MaskedAudioAttnProcessor(PassThroughAttnProcessor):
         ca = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)  # (N, HW, C)
         if mmgt is None or mmgt.audio_tokens is None:
             return ca  # MM-HAA off (unconditional audio is zero tokens, not None)
-        if len(mmgt.region_scales) != len(self.branches.branches):
+        if len(mmgt.branch_weights) != len(self.layer.branches):
             raise MmgtError(
-                f"{self.name}: {len(mmgt.region_scales)} region_scales for {len(self.branches.branches)} regions"
+                f"{self.name}: {len(mmgt.branch_weights)} branch_weights for {len(self.layer.branches)} branches"
             )
         audio = match_batch(mmgt.audio_tokens, ca.shape[0], f"audio tokens at {self.name}")  # (N, T, D)
         masks = self._masks(mmgt, ca.shape[0], ca.shape[1])  # (N, R, HW)
-        return self.branches(ca, audio.to(ca.dtype), masks.to(ca.dtype), mmgt.region_scales)
+        return self.layer(ca, audio.to(ca.dtype), masks.to(ca.dtype), mmgt.branch_weights)
 
     def _masks(self, mmgt: AttnInputs, batch: int, tokens: int) -> torch.Tensor:
         """The mask level whose h*w equals this layer's token count, as (N, R, HW) (row-major, like the tokens)."""
-        if not mmgt.region_masks:
-            raise MmgtError(f"{self.name}: audio_tokens were given without region_masks")
-        for mask in mmgt.region_masks:
+        if not mmgt.branch_masks:
+            raise MmgtError(f"{self.name}: audio_tokens were given without branch_masks")
+        for mask in mmgt.branch_masks:
             if mask.shape[-2] * mask.shape[-1] == tokens:
                 break
         else:
-            sizes = [tuple(m.shape[-2:]) for m in mmgt.region_masks]
-            raise MmgtError(f"{self.name}: no region mask level has {tokens} pixels (levels: {sizes})")
-        if mask.shape[1] != len(self.branches.branches):
+            sizes = [tuple(m.shape[-2:]) for m in mmgt.branch_masks]
+            raise MmgtError(f"{self.name}: no branch mask level has {tokens} pixels (levels: {sizes})")
+        if mask.shape[1] != len(self.layer.branches):
             raise MmgtError(
-                f"{self.name}: masks have {mask.shape[1]} regions, adapter has {len(self.branches.branches)}"
+                f"{self.name}: masks have {mask.shape[1]} branches, the adapter has {len(self.layer.branches)}"
             )
-        return match_batch(mask.flatten(2), batch, f"region masks at {self.name}")
+        return match_batch(mask.flatten(2), batch, f"branch masks at {self.name}")
 
 
 def audio_layer_names(unet: nn.Module, placement: str = "down") -> list[str]:

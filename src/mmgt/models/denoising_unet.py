@@ -163,9 +163,9 @@ def denoise_with_reference_dropout(
         pose_features: (B*F, C0, h, w) PoseGuider output, frames b-major (row ``b * F + f``), or (F, C0, h, w)
             shared by every sample, or ``None``.
         inputs: the attention inputs of the whole batch: ``reference_features`` layer -> (B, N, C) (rows of dropped
-            samples are never read), ``audio_tokens`` (B*F, T, D) b-major, ``region_masks`` per level (B*F, R, h, w)
+            samples are never read), ``audio_tokens`` (B*F, T, D) b-major, ``branch_masks`` per level (B*F, R, h, w)
             b-major; a per-frame tensor with F rows instead of B*F is shared by every sample. ``mode`` is ignored
-            (each group sets its own); ``region_scales`` and ``num_frames`` (= F) apply to both groups.
+            (each group sets its own); ``branch_weights`` and ``num_frames`` (= F) apply to both groups.
         keep: (B,) bool, True = the sample reads the reference.
 
     Returns:
@@ -190,7 +190,7 @@ def denoise_with_reference_dropout(
             mode="read" if group_keeps else "off",
             reference_features={k: v[rows] for k, v in inputs.reference_features.items()} if group_keeps else {},
             audio_tokens=frame_rows(inputs.audio_tokens, frames),
-            region_masks=None if inputs.region_masks is None else [frame_rows(m, frames) for m in inputs.region_masks],
+            branch_masks=None if inputs.branch_masks is None else [frame_rows(m, frames) for m in inputs.branch_masks],
         )
         t = timesteps[rows] if per_sample_t else timesteps
         preds.append(denoise(unet, latents[rows], t, clip_embeds[rows], frame_rows(pose_features, frames), group))

@@ -173,7 +173,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
                 raise MmgtError(f"{name} must be a positive multiple of {factor} (the VAE factor), got {value}")
         if decode_chunk_size < 1:
             raise MmgtError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
-        branches = len(self.audio_adapter.config.regions)
+        branches = len(self.audio_adapter.config.branches)
         if len(sampling.branch_weights) != branches:
             raise MmgtError(
                 f"branch_weights needs {branches} values (one per MM-HAA branch), got {sampling.branch_weights}"
@@ -312,7 +312,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
             cond = conditions(k)
             index = torch.tensor(frames, device=latents.device)
             inputs = replace(  # shares the reference-feature dict
-                attn_inputs, audio_tokens=cond.audio_tokens, region_masks=cond.branch_masks, num_frames=len(frames)
+                attn_inputs, audio_tokens=cond.audio_tokens, branch_masks=cond.branch_masks, num_frames=len(frames)
             )
             window = latents[:, :, index].repeat(n, 1, 1, 1, 1)  # (n, C, w, h, w): one copy per branch
             out = denoise_with_reference_dropout(
@@ -413,7 +413,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         reference = AttnInputs(
             mode="read",
             reference_features=self.prepare_reference_features(ref_latents, clip_embeds, branches),
-            region_scales=sampling.branch_weights,
+            branch_weights=sampling.branch_weights,
         )
         branch_embeds = torch.cat([torch.zeros_like(clip_embeds) if b == "uncond" else clip_embeds for b in branches])
         # 3. Audio features for all F frames (projected per window in step 5).

@@ -24,11 +24,11 @@ import numpy as np
 from mmgt.constants import (
     BLUR_KERNEL_FACE_HANDS,
     BLUR_KERNEL_LIPS,
+    BRANCHES,
     FACE,
     LATENT_DOWNSAMPLE,
     LEFT_HAND,
     LIPS,
-    MASK_REGIONS,
     MASK_WORK_SIZE,
     NUM_KEYPOINTS,
     NUM_MASK_LEVELS,
@@ -279,7 +279,7 @@ def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]]) -> list[np.ndarra
             face_hands = np.clip(_resize(face_hands, size, cv2.INTER_LINEAR), 0.0, 1.0)
         # Spec §4.3-4.4 [decision]: 1 - V^l is computed per level from the processed lips mask.
         branches = {"global": 1.0 - lips, "face_hands": face_hands, "lips": lips}
-        levels.append(np.stack([branches[r] for r in MASK_REGIONS], axis=1).astype(np.float32))  # (F, R, h, w)
+        levels.append(np.stack([branches[r] for r in BRANCHES], axis=1).astype(np.float32))  # (F, R, h, w)
     return levels
 
 
@@ -297,7 +297,7 @@ def mask_pyramid(masks: MotionMasks, height: int, width: int, levels: int = NUM_
 
     Returns:
         ``levels`` float32 arrays, level ``i`` of shape (F, 3, h_i, w_i) with (h_i, w_i) from
-        :func:`mask_level_sizes` (H/8 .. H/64 for sizes divisible by 64), channels in ``MASK_REGIONS`` order:
+        :func:`mask_level_sizes` (H/8 .. H/64 for sizes divisible by 64), channels in ``BRANCHES`` order:
         global = 1 - lips, face_hands, lips; values in [0, 1].
     """
     sizes = mask_level_sizes(height, width, levels)

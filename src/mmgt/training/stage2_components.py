@@ -30,6 +30,7 @@ from mmgt.models.denoising_unet import (
 from mmgt.models.pose_guider import PoseGuider
 from mmgt.models.stage2_presets import build_audio_modules, build_components, load_sd15_components, preset
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+from mmgt.pipelines.sampling_defaults import video_sampling
 
 logger = logging.getLogger(__name__)
 STEPS = ("image", "video")
@@ -74,8 +75,8 @@ class Stage2Trainee(nn.Module):
         pose_images: torch.Tensor,
         audio: torch.Tensor | None = None,
         keep_audio: torch.Tensor | None = None,
-        region_masks: list[torch.Tensor] | None = None,
-        region_scales: tuple[float, ...] = (1.0, 1.0, 1.0),
+        branch_masks: list[torch.Tensor] | None = None,
+        branch_weights: tuple[float, ...] = (1.0, 1.0, 1.0),
     ) -> torch.Tensor:
         """Predict v for a batch.
 
@@ -88,8 +89,8 @@ class Stage2Trainee(nn.Module):
             pose_images: (B*F, 3, H, W) rendered poses in [0, 1], frames b-major.
             audio: (B, F, 5, L, D) audio windows, or None (image step: MM-HAA absent).
             keep_audio: (B,) bool; False = audio dropout: all-zero tokens (spec §5.4.5).
-            region_masks: per UNet level (B*F, 3, h_l, w_l) MM-HAA branch masks.
-            region_scales: MM-HAA branch weights (spec §5.3: (1, 1, 1) in training).
+            branch_masks: per UNet level (B*F, 3, h_l, w_l) MM-HAA branch masks.
+            branch_weights: MM-HAA branch weights (spec §5.3: (1, 1, 1) in training).
 
         Returns:
             (B, C, F, h, w) v-prediction.
@@ -104,8 +105,8 @@ class Stage2Trainee(nn.Module):
             mode="read",
             reference_features=features,
             audio_tokens=audio_tokens,
-            region_masks=region_masks,
-            region_scales=tuple(region_scales),
+            branch_masks=branch_masks,
+            branch_weights=tuple(branch_weights),
             num_frames=f,
         )
         # Dropped samples must not see the reference at all ("skip the ReferenceNet"): they run as their own group.
@@ -299,10 +300,8 @@ def build_pipeline(
         adapter,
         make_stage2_scheduler(),
         audio_features=audio_spec,
-        region_scales=tuple(cfg.validation.region_scales),
-        window_frames=cfg.data.num_frames,
-        overlap=cfg.data.num_frames // 3,  # spec §5.7: 12 / 4
         pose_mouth=cfg.data.pose_mouth,
+        **video_sampling(cfg.preset, window_frames=cfg.data.num_frames).to_dict(),  # the windows trained on
     )
     if encoder is not None:
         pipe.set_audio_encoder(encoder)

@@ -23,7 +23,7 @@ def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torc
 
     Returns:
         ``latents`` (B, C, F, h, w), ``ref_latents`` (B, C, h, w), ``clip_embeds`` (B, 1, D), ``pose_images``
-        (B*F, 3, H, W), ``audio`` (B, F, 5, L, D) or None, ``region_masks`` list of (B*F, 3, h, w) or None.
+        (B*F, 3, H, W), ``audio`` (B, F, 5, L, D) or None, ``branch_masks`` list of (B*F, 3, h, w) or None.
     """
     device, dtype, scale = vae.device, vae.dtype, vae.config.scaling_factor
     video = "frames" in batch
@@ -40,7 +40,7 @@ def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torc
         "clip_embeds": image_encoder(clip_in).image_embeds[:, None].float(),  # (B, 1, D)
         "pose_images": poses.permute(0, 2, 1, 3, 4).reshape(b * f, 3, h, w).float(),
         "audio": batch["audio"].float() if video else None,
-        "region_masks": [m.flatten(0, 1).float() for m in batch["masks"]] if video else None,
+        "branch_masks": [m.flatten(0, 1).float() for m in batch["masks"]] if video else None,
     }
 
 
@@ -59,7 +59,7 @@ def stage2_loss(
     timesteps = timesteps.to(device)
     noisy = scheduler.add_noise(latents, noise, timesteps)  # x_t = sqrt(ab) x0 + sqrt(1 - ab) eps
     cond = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
-    masks = None if cond["region_masks"] is None else [m.to(device) for m in cond["region_masks"]]
+    masks = None if cond["branch_masks"] is None else [m.to(device) for m in cond["branch_masks"]]
     pred = trainee(
         noisy,
         timesteps,
@@ -70,7 +70,7 @@ def stage2_loss(
         cond["audio"],
         keep_audio,
         masks,
-        obj.region_scales,
+        obj.branch_weights,
     )
     target = v_target(scheduler, latents, noise, timesteps)  # (B, C, F, h, w)
     squared = (pred.float() - target.float()) ** 2  # (B, C, F, h, w)

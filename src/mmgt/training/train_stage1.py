@@ -18,6 +18,7 @@ from mmgt.diffusion.losses import smga_loss
 from mmgt.diffusion.schedulers import make_stage1_scheduler
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
+from mmgt.pipelines.sampling_defaults import pose_sampling
 from mmgt.training import preflight
 from mmgt.training.common import (
     batch_indices,
@@ -42,7 +43,12 @@ logger = logging.getLogger(__name__)
 
 def build_pipeline(model: GestureDenoiser, scheduler, cfg: Stage1Train, encoder) -> AudioToPosePipeline:
     pipe = AudioToPosePipeline(
-        model, scheduler, feature_spec(encoder), cfg.data.normalize_scores, cfg.data.target_offset
+        model,
+        scheduler,
+        feature_spec(encoder),
+        cfg.data.normalize_scores,
+        cfg.data.target_offset,
+        **pose_sampling(cfg.model.preset).to_dict(),
     )
     pipe.set_audio_encoder(encoder)
     return pipe

@@ -185,6 +185,7 @@ def _validate(pipe, cfg: Stage2Train, run_dir: Path, step: int, log: CSVLog | No
         with_audio=cfg.step == "video",
         num_inference_steps=cfg.validation.num_inference_steps,
         guidance_scale=cfg.validation.guidance_scale,
+        branch_weights=cfg.validation.branch_weights,
         seed=cfg.seed,
     )
     print(f"stage2 {cfg.step} step {step}: val PSNR {metrics['val_psnr']:.2f} dB, SSIM {metrics['val_ssim']:.4f}")

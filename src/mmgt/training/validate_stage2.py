@@ -48,8 +48,9 @@ def validate_stage2(
     size: int,
     num_frames: int,
     with_audio: bool,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.5,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    branch_weights: tuple[float, ...] | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
     """Generate the first frames of the first clip of ``split`` (reference: the clip's last frame) and score them.
@@ -60,6 +61,7 @@ def validate_stage2(
         size: the square training size; the real frames are resized as the video dataset resizes them.
         num_frames: how many frames to generate from the clip's start.
         with_audio: drive MM-HAA with the clip's audio (the video step; the image step has no audio modules).
+        num_inference_steps, guidance_scale, branch_weights: sampling (None: the pipeline's defaults).
 
     Returns:
         ``{"val_psnr": dB, "val_ssim": ...}`` of the generated frames against the real ones.
@@ -82,6 +84,7 @@ def validate_stage2(
         width=size,
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
+        branch_weights=branch_weights,
         generator=torch.Generator().manual_seed(seed),
         progress=False,
     )
