@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from mmgt.constants import FPS, NUM_KEYPOINTS
-from mmgt.diffusion.sampling import sample_window
-from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.diffusion.stage1 import make_stage1_scheduler, sample_window
 from mmgt.models.gesture_denoiser import GestureDenoiser
 
 AUDIO_DIM = {"tiny": 116, "paper": 1059}

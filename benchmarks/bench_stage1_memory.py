@@ -19,7 +19,7 @@ import json, resource, sys, numpy as np, torch
 from mmgt.audio.features import feature_spec, stage1_feature_dim
 from mmgt.constants import NUM_KEYPOINTS
 from mmgt.contracts import PoseSequence
-from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.diffusion.stage1 import make_stage1_scheduler
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 seconds, steps, model_dir = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

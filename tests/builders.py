@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmgt.audio.features import feature_spec, stage1_feature_dim
-from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.diffusion.stage1 import make_stage1_scheduler
 from mmgt.diffusion.stage2 import make_stage2_scheduler
 from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.denoising_unet import build_denoising_unet

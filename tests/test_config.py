@@ -47,3 +47,14 @@ def test_every_shipped_config_loads_into_its_schema(path):
     schema = {"stage1": Stage1Train, "stage2": Stage2Train, "vae": VaeTrain}[path.parent.name]
     cfg = load_config(schema, path)  # unknown keys and wrong types raise
     assert cfg.name == path.stem  # runs land in runs/<stage>/<config name>
+
+
+def test_keys_renamed_since_0_1_still_load(tmp_path):
+    """Run folders written by mmgt 0.1 say region_scales; they load as branch_weights (files and overrides)."""
+    old = tmp_path / "config.yaml"
+    old.write_text("objective:\n  region_scales: [1.0, 0.5, 0.5]\nvalidation:\n  region_scales: [1.0, 1.0, 3.0]\n")
+    cfg = load_config(Stage2Train, old)
+    assert cfg.objective.branch_weights == (1.0, 0.5, 0.5) and cfg.validation.branch_weights == (1.0, 1.0, 3.0)
+    cfg = load_config(Stage2Train, overrides=["objective.region_scales=[2.0,1.0,1.0]"])
+    assert cfg.objective.branch_weights == (2.0, 1.0, 1.0)
+    assert load_config(Stage2Train).validation.branch_weights is None  # None: the model's own (1, 1, 2)

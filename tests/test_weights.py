@@ -201,7 +201,7 @@ def model_template(base_template, tmp_path_factory) -> Path:
     """Stage 1 on log-mel features, stage 2 on the base folder's tiny wav2vec2 (so encoders/stage2 is required)."""
     from mmgt.audio.encoders import SpeechEncoder
     from mmgt.audio.features import feature_spec
-    from mmgt.diffusion.schedulers import make_stage1_scheduler
+    from mmgt.diffusion.stage1 import make_stage1_scheduler
     from mmgt.diffusion.stage2 import make_stage2_scheduler
     from mmgt.models.audio_projection import AudioProjection
     from mmgt.models.denoising_unet import build_denoising_unet

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmgt.audio.features import feature_spec, stage1_feature_dim
-from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.diffusion.stage1 import make_stage1_scheduler
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.training.validate_stage1 import generate_for_clips, score_conditions

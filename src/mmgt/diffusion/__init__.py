@@ -1,12 +1,13 @@
-"""diffusion layer: schedules, losses, guidance and the stage-1 window sampler."""
+"""diffusion layer: guidance for both stages; stage 1 (schedule, loss, sampler) and stage 2 (schedule, v-target)."""
 
 from mmgt.diffusion.guidance import cfg_combine
-from mmgt.diffusion.losses import smga_loss
-from mmgt.diffusion.sampling import sample_window, select_motion
-from mmgt.diffusion.schedulers import (
+from mmgt.diffusion.stage1 import (
     cosine_alphas_cumprod,
     make_stage1_dpm_scheduler,
     make_stage1_scheduler,
+    sample_window,
+    select_motion,
+    smga_loss,
     use_float64_schedule,
 )
 

@@ -12,7 +12,7 @@ from diffusers.utils import BaseOutput
 from mmgt.audio.features import feature_spec, stage1_audio_features
 from mmgt.constants import FPS, LEGS, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
-from mmgt.diffusion.sampling import sample_window, select_motion
+from mmgt.diffusion.stage1 import sample_window, select_motion
 from mmgt.errors import MmgtError
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.sampling_defaults import PoseSampling

@@ -14,8 +14,7 @@ from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import feature_spec
 from mmgt.config import Stage1Train
 from mmgt.data.stage1_dataset import Stage1Dataset
-from mmgt.diffusion.losses import smga_loss
-from mmgt.diffusion.schedulers import make_stage1_scheduler
+from mmgt.diffusion.stage1 import make_stage1_scheduler, smga_loss
 from mmgt.models.gesture_denoiser import GestureDenoiser
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pipelines.sampling_defaults import pose_sampling
