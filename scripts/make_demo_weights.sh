@@ -43,6 +43,6 @@ fi
 
 step "assemble $OUT"
 $MMGT weights assemble --stage1 "$WORK/runs/stage1/tiny/final" --stage2 "$WORK/runs/stage2/tiny_video/final" \
-  --size 128 --steps 12 --pose-steps 25 -o "$OUT/model"
+  --size 128 -o "$OUT/model"  # sampling: the tiny preset's defaults, carried by the exports
 $PYTHON scripts/demo_speaker.py "$WORK/s2data" "$OUT"
 step "done: $(du -sh "$OUT" | cut -f1) in $OUT"
