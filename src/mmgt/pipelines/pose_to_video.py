@@ -210,8 +210,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
     ) -> dict[str, torch.Tensor]:
         """Run the ReferenceNet once (write mode, timestep 0); returns layer -> (n_branches, N, C) features.
 
-        Spec §5.7: the unconditional branch runs the ReferenceNet with a zero CLIP embedding (``uncond_reference``
-        "zero_clip"; with "skip" its row is computed but not read); the other branches share the conditional features.
+        The unconditional branch's row is the ReferenceNet run with a zero CLIP embedding, read only with
+        ``uncond_reference="zero_clip"`` (with "skip", the default and the release's behaviour, it is never read); the
+        other branches share the conditional features.
         """
         has_uncond = "uncond" in branches
         embeds = torch.cat([torch.zeros_like(clip_embeds), clip_embeds]) if has_uncond else clip_embeds  # (R, 1, D)
