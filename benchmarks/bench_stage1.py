@@ -18,8 +18,12 @@ import torch
 from mmgt.constants import FPS, NUM_KEYPOINTS
 from mmgt.diffusion.stage1 import make_stage1_scheduler, sample_window
 from mmgt.models.gesture_denoiser import GestureDenoiser
+from mmgt.pipelines.sampling_defaults import PoseSampling
 
 AUDIO_DIM = {"tiny": 116, "paper": 1059}
+
+
+SPEC = PoseSampling()  # the spec's guidance and eta (mmgt.pipelines.sampling_defaults)
 
 
 def bench(preset: str, steps: int, seconds: float) -> float:
@@ -34,7 +38,7 @@ def bench(preset: str, steps: int, seconds: float) -> float:
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for _ in range(num_windows):
-        cond = sample_window(model, scheduler, cond, audio, steps, 2.0, 1.0, gen)[:, -1]
+        cond = sample_window(model, scheduler, cond, audio, steps, SPEC.guidance_scale, SPEC.eta, gen)[:, -1]
     return (time.perf_counter() - start) / seconds
 
 

@@ -58,7 +58,7 @@ window, overlap = (frames, 0) if frames <= 16 else (12, 4)
 def run(num_steps):
     count = []
     start = time.perf_counter()
-    pipe(image, poses, Audio(wave, 16000), num_inference_steps=num_steps, guidance_scale=3.5, progress=False,
+    pipe(image, poses, Audio(wave, 16000), num_inference_steps=num_steps, progress=False,
          window_frames=window, overlap=overlap, frame_callback=lambda chunk: count.append(len(chunk)))
     return sum(count), time.perf_counter() - start
 
