@@ -53,7 +53,7 @@ def test_gaussian_stats_are_mean_and_unbiased_covariance():
     np.testing.assert_allclose(sigma, [[4 / 3, 0.0], [0.0, 4 / 3]])
 
 
-def test_singular_covariances_use_the_eps_retry(rng):
+def test_singular_covariances_are_exact(rng):
     # 3 samples in 5 dimensions: rank-2 covariances, a singular product.
     a = rng.standard_normal((3, 5))
     assert frechet_distance_from_features(a, a) == pytest.approx(0.0, abs=1e-4)
@@ -72,3 +72,20 @@ def test_bad_inputs_raise_with_the_argument_name():
         frechet_distance_from_features(np.ones((4, 3)), np.ones((4, 2)))
     with pytest.raises(ValueError, match="NaN"):
         gaussian_stats(np.array([[0.0, np.nan], [1.0, 1.0]]))
+
+
+def test_trace_root_equals_scipy_sqrtm_of_the_product(rng):
+    # pytorch-fid takes tr(sqrtm(S1 S2)); the symmetric form must give the same number on full-rank covariances.
+    from scipy import linalg
+
+    from mmgt.evaluation.frechet import trace_sqrt_product
+
+    s1 = np.cov(rng.standard_normal((200, 40)) @ rng.standard_normal((40, 40)), rowvar=False)
+    s2 = np.cov(rng.standard_normal((150, 40)) @ rng.standard_normal((40, 40)), rowvar=False)
+    expected = np.trace(linalg.sqrtm(s1 @ s2)).real
+    assert trace_sqrt_product(s1, s2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_matrix_that_is_not_a_covariance_is_refused():
+    with pytest.raises(MmgtError, match="sigma1: not positive semi-definite"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
