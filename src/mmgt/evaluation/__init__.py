@@ -1,4 +1,14 @@
-"""Evaluation layer: pose-level metrics (spec §9). Feature extractors are kept apart from pure metric functions."""
+"""Evaluation layer (spec §9): pure metric functions, the metric networks, and the report they feed.
+
+Feature extractors are kept apart from the metric functions:
+
+* metric maths on arrays: :mod:`~mmgt.evaluation.frechet` (FID/FVD/FGD), :mod:`~mmgt.evaluation.image_quality`
+  (PSNR/SSIM), :mod:`~mmgt.evaluation.keypoint_metrics`, :mod:`~mmgt.evaluation.sync`, :mod:`~.beat_align`,
+  :mod:`~.diversity`, :mod:`~.hands` (HKC/HKV);
+* networks in plain torch, loaded from local weight files (:mod:`~.weight_files`): :mod:`~.inception` (FID),
+  :mod:`~.i3d` (FVD), :mod:`~.lpips`, :mod:`~.syncnet` (Sync-C/D, S3FD), :mod:`~.pose_autoencoder` (FGD);
+* :mod:`~.video_eval` (``mmgt eval video``) and :mod:`~.report` (``metrics.json`` + ``report.md``).
+"""
 
 from mmgt.evaluation.beat_align import (
     BC_ORDER,

@@ -18,6 +18,7 @@ from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
 from mmgt.evaluation import beat_alignment_score, fgd, keypoint_l2, lip_sync_score, pck
 from mmgt.evaluation.pose_autoencoder import PoseAutoencoder
+from mmgt.evaluation.report import IMPLEMENTATION, Metric, Report
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import Audio, load_audio
@@ -94,15 +95,66 @@ def generate_for_clips(
     return out
 
 
-def score_conditions(generated: dict, conditions, pose_autoencoder: PoseAutoencoder | None = None) -> dict:
-    """Mean metrics per condition, always scored against the clip's TRUE audio and GT poses."""
-    sr, results = generated["sample_rate"], {}
-    for cond in conditions:
-        rows = [_score(p, g, w, sr) for p, g, w in zip(generated[cond], generated["gt"], generated["waves"])]
-        results[cond] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+def score_clips(generated: dict, conditions) -> dict[str, list[dict[str, float]]]:
+    """Per-clip metrics per condition, always scored against the clip's TRUE audio and GT poses."""
+    sr = generated["sample_rate"]
+    return {
+        cond: [_score(p, g, w, sr) for p, g, w in zip(generated[cond], generated["gt"], generated["waves"])]
+        for cond in conditions
+    }
+
+
+def mean_scores(rows: dict, generated: dict, pose_autoencoder: PoseAutoencoder | None = None) -> dict:
+    """Means over clips of :func:`score_clips` rows, plus FGD (a set-level metric) with an autoencoder."""
+    results = {}
+    for cond, clip_rows in rows.items():
+        results[cond] = {k: float(np.mean([r[k] for r in clip_rows])) for k in clip_rows[0]}
         if pose_autoencoder is not None:
             results[cond]["fgd"] = float(fgd(pose_autoencoder, generated["gt"], generated[cond]))
     return results
+
+
+def score_conditions(generated: dict, conditions, pose_autoencoder: PoseAutoencoder | None = None) -> dict:
+    """Mean metrics per condition, always scored against the clip's TRUE audio and GT poses."""
+    return mean_scores(score_clips(generated, conditions), generated, pose_autoencoder)
+
+
+STAGE1_POSES = "stage-1 keypoints; lip sync 0 where the lips are not visible"
+
+
+def stage1_report(
+    generated: dict, rows: dict, results: dict, inputs: dict, pose_autoencoder: PoseAutoencoder | None = None
+) -> Report:
+    """The ``mmgt eval stage1`` results as an evaluation :class:`Report` (conditions as columns).
+
+    The reference column scores the ground-truth poses themselves (lip sync, beat alignment): the ceiling a model
+    can reach on these clips.
+    """
+    conditions = list(rows)
+    sr = generated["sample_rate"]
+    reference = {
+        "lip_sync": [_lip_sync_or_zero(g, w, sr) for g, w in zip(generated["gt"], generated["waves"])],
+        "beat_align": [beat_alignment_score(g, w, sr) for g, w in zip(generated["gt"], generated["waves"])],
+    }
+    report = Report("stage1", "mmgt eval stage1", inputs, list(generated["clips"]), conditions)
+    window = pose_autoencoder.config.window_frames if pose_autoencoder is not None else None
+    for key in results[conditions[0]]:
+        per_clip = None
+        if key in rows[conditions[0]][0]:
+            per_clip = {c: dict(zip(generated["clips"], (r[key] for r in rows[c]))) for c in conditions}
+        ref = reference.get(key)
+        report.add(
+            Metric(
+                key,
+                IMPLEMENTATION[key].format(detector=STAGE1_POSES, window=window),
+                {c: results[c][key] for c in conditions},
+                reference=None if ref is None else float(np.mean(ref)),
+                reference_note=None if ref is None else "the ground-truth poses scored the same way",
+                per_clip=per_clip,
+                reference_per_clip=None if ref is None else dict(zip(generated["clips"], ref)),
+            )
+        )
+    return report
 
 
 def validate_stage1(

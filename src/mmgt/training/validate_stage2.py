@@ -28,6 +28,7 @@ from mmgt.data.manifest import read_manifest
 from mmgt.data.stage2_dataset import crop_resize
 from mmgt.errors import MmgtError
 from mmgt.evaluation.image_quality import psnr, ssim
+from mmgt.evaluation.report import IMPLEMENTATION, Metric, Report
 from mmgt.evaluation.sync import audio_envelope, best_lag_correlation
 from mmgt.evaluation.video_regions import mouth_activity, torso_colour
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
@@ -194,3 +195,34 @@ def evaluate_stage2(
             row["identity_ok"] = float(dist[same].min() < dist[~same].min()) if (~same).any() else 1.0
     mean = {c: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for c, rs in rows.items()}
     return {"clips": clips, "per_clip": rows, "mean": mean}
+
+
+STAGE2_METRICS = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
+
+
+def stage2_report(result: dict, inputs: dict) -> Report:
+    """The :func:`evaluate_stage2` result as an evaluation :class:`Report` (conditions as columns).
+
+    The reference column is the real frames' own ``mouth_r`` (the ``ground_truth`` condition), the ceiling.
+    """
+    conditions = [c for c in result["mean"] if c != "ground_truth"]
+    clips = list(result["clips"])
+    report = Report("stage2", "mmgt eval stage2", inputs, clips, conditions)
+    truth = {row_clip: row["mouth_r"] for row_clip, row in zip(clips, result["per_clip"]["ground_truth"])}
+    for key in STAGE2_METRICS:
+        if conditions and key not in result["mean"][conditions[0]]:
+            continue
+        per_clip = {c: {cid: row[key] for cid, row in zip(clips, result["per_clip"][c])} for c in conditions}
+        is_mouth = key == "mouth_r"
+        report.add(
+            Metric(
+                key,
+                IMPLEMENTATION[key],
+                {c: result["mean"][c][key] for c in conditions},
+                reference=result["mean"]["ground_truth"]["mouth_r"] if is_mouth else None,
+                reference_note="the real frames scored the same way" if is_mouth else None,
+                per_clip=per_clip,
+                reference_per_clip=truth if is_mouth else None,
+            )
+        )
+    return report
