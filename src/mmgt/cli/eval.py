@@ -259,23 +259,18 @@ def _video(args: argparse.Namespace) -> int:
     import time
 
     from mmgt.evaluation.report import check_output_dir, write_report
-    from mmgt.evaluation.video_eval import VideoEvalOptions, evaluate_videos, folder_clips, pair_clips
+    from mmgt.evaluation.video_eval import (
+        VideoEvalOptions,
+        check_generated_ids,
+        check_weights,
+        evaluate_videos,
+        folder_clips,
+        pair_clips,
+    )
 
     for option, value in {"--clips": args.clips, "--fid-stride": args.fid_stride}.items():
         if value is not None and value < 1:
             raise MmgtError(f"{option} must be >= 1, got {value}")
-    check_output_dir(args.output)
-    is_dataset = (args.real / "manifest.jsonl").is_file()
-    reals = _dataset_clips(args.real, args.split) if is_dataset else folder_clips(args.real)
-    start = time.perf_counter()
-    generated_s = None
-    if args.model is not None:
-        if not is_dataset:
-            raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
-        made = _generate_missing(args, reals[: args.clips])
-        generated_s = time.perf_counter() - start
-        print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
-    pairs = pair_clips(reals, args.generated, args.clips)
     options = VideoEvalOptions(
         groups=tuple(args.metrics),
         inception=args.inception,
@@ -291,20 +286,34 @@ def _video(args: argparse.Namespace) -> int:
         fvd_frames=args.fvd_frames,
         progress=not args.quiet,
     )
+    check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
+    is_dataset = (args.real / "manifest.jsonl").is_file()
+    reals = _dataset_clips(args.real, args.split) if is_dataset else folder_clips(args.real)
+    check_generated_ids(reals, args.generated)
+    check_weights(options)
+    start = time.perf_counter()
+    generated_s = None
+    if args.model is not None:
+        if not is_dataset:
+            raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
+        made = _generate_missing(args, reals[: args.clips])
+        generated_s = time.perf_counter() - start
+        print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
+    pairs = pair_clips(reals, args.generated, args.clips)
     inputs = {"real": str(args.real), "generated": str(args.generated), "model": args.model and str(args.model)}
     if is_dataset:
         inputs["split"] = args.split
     report = evaluate_videos(pairs, options, inputs)
     if generated_s is not None:
         report.timings_s = {"generation": generated_s, **report.timings_s}
-    report.notes.append(f"{torch_threads()} torch threads; wall time {time.perf_counter() - start:.0f} s")
+    report.notes.append(f"{_torch_threads()} torch threads; wall time {time.perf_counter() - start:.0f} s")
     path = write_report(report, args.output)
     _print_table(report)
     print(f"{path}: report ({len(report.clips)} clips; {len(report.skipped)} metric(s) skipped)")
     return 0
 
 
-def torch_threads() -> int:
+def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()

@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mmgt.constants import SAMPLE_RATE
 from mmgt.contracts import PoseSequence
@@ -83,13 +82,15 @@ class VideoEvalOptions:
     fid_stride: int = 1
     fvd_frames: int = 16
     progress: bool = True
-    threads: int | None = None
-    extra_inputs: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Finding and checking the clips
 # ---------------------------------------------------------------------------------------------------------------------
+def _is_video(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
+
+
 def videos_in(folder: str | os.PathLike, what: str) -> dict[str, Path]:
     """Clip id (file stem) -> video file, for the videos directly in ``folder``.
 
@@ -101,7 +102,7 @@ def videos_in(folder: str | os.PathLike, what: str) -> dict[str, Path]:
         raise MmgtError(f"{folder}: {what} folder not found")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith("."):
+        if _is_video(path):
             if path.stem in found:
                 names = f"{found[path.stem].name}, {path.name}"
                 raise MmgtError(f"{folder}: two {what} videos for clip {path.stem!r} ({names})")
@@ -125,6 +126,34 @@ def _listed(ids: list[str]) -> str:
     return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
 
 
+def check_generated_ids(reals: list[tuple[str, Path, Path]], folder: str | os.PathLike) -> None:
+    """Refuse a folder holding generated videos whose id is no real clip's (made for another set); a missing or
+    empty folder passes (``--model`` fills it)."""
+    folder = Path(folder)
+    stems = {p.stem for p in folder.iterdir() if _is_video(p)} if folder.is_dir() else set()
+    unknown = sorted(stems - {cid for cid, _, _ in reals})
+    if unknown:
+        raise MmgtError(f"{folder}: {len(unknown)} generated video(s) match no real clip id: {_listed(unknown)}")
+
+
+def check_weights(options: VideoEvalOptions) -> None:
+    """Check every weight file the selected stages will read (exists, published checksum) before any long work."""
+    given = {
+        "fid": [(wf.INCEPTION, options.inception)],
+        "fvd": [(wf.I3D_TFHUB, options.i3d), (wf.I3D_STYLEGANV, options.i3d_styleganv)],
+        "lpips": [(wf.LPIPS_ALEXNET, options.lpips_alexnet), (wf.LPIPS_LINEAR, options.lpips_linear)],
+        "sync": [(wf.SYNCNET, options.syncnet), (wf.S3FD, options.s3fd)],
+        "pose": list(zip((wf.DWPOSE_DET, wf.DWPOSE_POSE), options.dwpose or (None, None))),
+    }
+    for group in options.groups:
+        for spec, path in given.get(group, []):
+            found = wf.locate(spec, path)
+            if found is not None:
+                wf.verify(spec, found)
+    if "pose" in options.groups and options.pose_ae is not None and not Path(options.pose_ae).is_dir():
+        raise MmgtError(f"{options.pose_ae}: pose autoencoder folder not found")
+
+
 def pair_clips(
     reals: list[tuple[str, Path, Path]], generated: str | os.PathLike, num_clips: int | None = None
 ) -> list[ClipPair]:
@@ -140,10 +169,8 @@ def pair_clips(
     """
     if not reals:
         raise MmgtError("no real clips to evaluate")
+    check_generated_ids(reals, generated)
     generated_videos = videos_in(generated, "generated")
-    unknown = sorted(set(generated_videos) - {cid for cid, _, _ in reals})
-    if unknown:
-        raise MmgtError(f"{generated}: {len(unknown)} generated video(s) match no real clip id: {_listed(unknown)}")
     selected = reals[:num_clips]
     absent = [cid for cid, _, _ in selected if cid not in generated_videos]
     if absent:
@@ -175,7 +202,7 @@ def check_clips(pairs: list[ClipPair], need_audio: bool) -> dict:
         if abs(real.num_frames - gen.num_frames) > MAX_FRAME_DIFFERENCE:
             raise MmgtError(f"clip {pair.id}: {real.num_frames} real frames but {gen.num_frames} generated")
         facts["frames"][pair.id] = [real.num_frames, gen.num_frames, min(real.num_frames, gen.num_frames)]
-        if need_audio and not (pair.audio.suffix.lower() not in VIDEO_SUFFIXES or real.has_audio):
+        if need_audio and pair.audio == pair.real and not real.has_audio:
             raise MediaError(f"{pair.audio}: clip {pair.id} has no audio track (Sync-C/D and lip sync need it)")
     width, height = facts.pop("size")
     return {**facts, "width": width, "height": height, "total_frames": sum(f[2] for f in facts["frames"].values())}
@@ -354,21 +381,28 @@ def _sync(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
     records = [wf.verify(wf.SYNCNET, path)] + ([wf.verify(wf.S3FD, options.s3fd)] if options.s3fd else [])
     model, faces = sn.load_syncnet(path), sn.load_face_detector(options.s3fd)
     rows = {name: {} for name in ("c", "d", "c_real", "d_real", "offset")}
+    no_face = []
     try:
         for pair, r, g in _frames(pairs, facts, "Sync-C/D (SyncNet)", options.progress):
             wave = _speech(pair, len(r), facts["fps"])
             for frames, suffix in ((g, ""), (r, "_real")):
-                crops = sn.face_crops(frames, sn.detect_face_boxes(faces, frames))
-                d, c, offset = sn.lse_from_distances(sn.sync_distances(model, crops, wave))
+                boxes = sn.detect_face_boxes(faces, frames)
+                if not np.isfinite(boxes).all(axis=1).any():  # no face in the whole video: no number for it
+                    rows["c" + suffix][pair.id] = rows["d" + suffix][pair.id] = float("nan")
+                    no_face.append(f"{pair.id} ({'real' if suffix else 'generated'})")
+                    continue
+                d, c, offset = sn.lse_from_distances(sn.sync_distances(model, sn.face_crops(frames, boxes), wave))
                 rows["c" + suffix][pair.id], rows["d" + suffix][pair.id] = c, d
                 if not suffix:
                     rows["offset"][pair.id] = offset
     finally:
         faces.close()
+    if no_face:
+        report.notes.append(f"Sync-C/D: no face found by {faces.label} in {', '.join(no_face)}; left out of the means")
     common = {
         "implementation": IMPLEMENTATION["sync"].format(faces=faces.label),
         "weights": records,
-        "details": {"face_detector": faces.label, "av_offset_frames": rows["offset"]},
+        "details": {"face_detector": faces.label, "av_offset_frames": rows["offset"], "no_face": no_face},
     }
     report.add(clip_metric("sync_c", rows["c"], rows["c_real"], **common))
     report.add(clip_metric("sync_d", rows["d"], rows["d_real"], **common))
@@ -504,23 +538,17 @@ def evaluate_videos(pairs: list[ClipPair], options: VideoEvalOptions, inputs: di
     report = Report(
         kind="video",
         title="mmgt eval video",
-        inputs={**(inputs or {}), **options.extra_inputs},
+        inputs=dict(inputs or {}),
         clips=[p.id for p in pairs],
         conditions=["generated"],
         video={k: facts[k] for k in ("fps", "width", "height", "total_frames", "frames")},
     )
-    previous = torch.get_num_threads()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    try:
-        for group in GROUPS:
-            if group in options.groups:
-                start = time.perf_counter()
-                STAGES[group](report, pairs, facts, options)
-                report.timings_s[group] = time.perf_counter() - start
-        start = time.perf_counter()
-        _contact_sheet(report, pairs, facts)
-        report.timings_s["contact sheet"] = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous)
+    for group in GROUPS:
+        if group in options.groups:
+            start = time.perf_counter()
+            STAGES[group](report, pairs, facts, options)
+            report.timings_s[group] = time.perf_counter() - start
+    start = time.perf_counter()
+    _contact_sheet(report, pairs, facts)
+    report.timings_s["contact sheet"] = time.perf_counter() - start
     return report
