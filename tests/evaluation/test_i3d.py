@@ -198,3 +198,28 @@ def test_random_init_network_takes_any_clip_size():
     with torch.no_grad():
         out = model.features(torch.zeros(1, 3, 8, 32, 48))
     assert out.shape == (1, 1024, 1, 1, 2)
+
+
+class _StyleGANVStandIn(torch.nn.Module):
+    """The call signature of StyleGAN-V's i3d_torchscript.pt; its 'features' are each clip's mean pixel value."""
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False):
+        if not (rescale and resize and return_features):
+            raise RuntimeError("called without StyleGAN-V's compute_fvd arguments")
+        return x.mean(dim=(1, 2, 3, 4))[:, None].expand(-1, 400)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # making the stand-in
+def test_styleganv_torchscript_gets_raw_frames_and_its_arguments(tmp_path):
+    from mmgt.evaluation.i3d import StyleGANVI3D
+
+    path = tmp_path / "i3d_torchscript.pt"
+    torch.jit.script(_StyleGANVStandIn()).save(str(path))
+    clips = np.full((2, 16, 40, 30, 3), 200, np.uint8)
+    clips[1] = 50
+    features = i3d_features(StyleGANVI3D(path), clips)
+    assert features.shape == (2, 400)
+    np.testing.assert_allclose(features[:, 0], [200.0, 50.0])  # [0, 255] pixels at their own 40 x 30 size
+    (tmp_path / "broken.pt").write_bytes(b"not torchscript")
+    with pytest.raises(ModelFolderError, match="not a TorchScript file"):
+        StyleGANVI3D(tmp_path / "broken.pt")
