@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmgt import __version__
+from mmgt.constants import FPS
 from mmgt.errors import MmgtError
 
 FORMAT = "mmgt-eval-report"
@@ -296,10 +297,11 @@ def _plot_mouth(report: Report, path: Path) -> bool:
         return False
     best, worst = max(scored, key=scored.get), min(scored, key=scored.get)
     shown = [("best", best)] + ([("worst", worst)] if worst != best else [])
+    fps = report.video["fps"] if report.video else FPS
     fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown)), squeeze=False)
     for ax, (which, clip) in zip(axes[:, 0], shown):
         for name, series in report.curves[clip].items():
-            ax.plot(np.arange(len(series)) / 25.0, _zscore(series), label=name, lw=1.2)
+            ax.plot(np.arange(len(series)) / fps, _zscore(series), label=name, lw=1.2)
         ax.set_title(f"{which} lip sync: {clip} (r = {scored[clip]:.2f})", fontsize=10)
         ax.set_xlabel("seconds")
         ax.set_ylabel("z-score")
