@@ -288,7 +288,8 @@ def _video(args: argparse.Namespace) -> int:
     )
     check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
     is_dataset = (args.real / "manifest.jsonl").is_file()
-    reals = _dataset_clips(args.real, args.split) if is_dataset else folder_clips(args.real)
+    records = _dataset_records(args.real, args.split) if is_dataset else []
+    reals = [_clip(args.real, r) for r in records] if is_dataset else folder_clips(args.real)
     check_generated_ids(reals, args.generated)
     check_weights(options)
     start = time.perf_counter()
@@ -296,7 +297,7 @@ def _video(args: argparse.Namespace) -> int:
     if args.model is not None:
         if not is_dataset:
             raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
-        made = _generate_missing(args, reals[: args.clips])
+        made = _generate_missing(args, records[: args.clips])
         generated_s = time.perf_counter() - start
         print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
     pairs = pair_clips(reals, args.generated, args.clips)
@@ -330,44 +331,45 @@ def _print_table(report) -> None:
         print(f"skipped {s['metric']}: needs {s['needs']}")
 
 
-def _dataset_clips(root: Path, split: str) -> list[tuple[str, Path, Path]]:
-    """(id, video, audio) of a dataset split."""
+def _dataset_records(root: Path, split: str) -> list:
+    """The clip records of a dataset split (one error if there are none)."""
     from mmgt.training.preflight import require_split
 
-    return [(r.id, r.path(root, "video"), r.path(root, "audio")) for r in require_split(root, split, "--real")]
+    return require_split(root, split, "--real")
 
 
-def _generate_missing(args: argparse.Namespace, reals: list[tuple[str, Path, Path]]) -> int:
-    """Generate ``<id>.mp4`` into --generated for each selected real clip that has none (resumable: each file is
-    complete or absent). Each clip starts from its first real frame and uses its own audio (spec §9 protocol)."""
+def _clip(root: Path, record) -> tuple[str, Path, Path]:
+    """(id, video, audio) of a dataset clip."""
+    return record.id, record.path(root, "video"), record.path(root, "audio")
+
+
+def _generate_missing(args: argparse.Namespace, records: list) -> int:
+    """Generate ``<id>.mp4`` into --generated for each selected dataset clip that has none (resumable: each file is
+    complete or absent). Each clip starts from its first real frame and uses its own audio (spec §9 protocol); clip i
+    of the split uses seed --seed + i."""
+    from tqdm.auto import tqdm
+
     from mmgt.contracts import PoseSequence
     from mmgt.utils.audio_io import Audio
     from mmgt.utils.video_io import read_video_frames
 
-    todo = [(i, clip) for i, clip in enumerate(reals) if not (args.generated / f"{clip[0]}.mp4").exists()]
+    todo = [(i, r) for i, r in enumerate(records) if not (args.generated / f"{r.id}.mp4").exists()]
     if not todo:
         return 0
     generate = _clip_generator(args)
-    keypoints = {r.id: r.path(args.real, "keypoints") for r in _records(args.real, args.split)}
     args.generated.mkdir(parents=True, exist_ok=True)
-    from tqdm.auto import tqdm
-
-    for i, (cid, video, audio) in tqdm(todo, desc="generating", unit="clip", disable=args.quiet):
-        frame = read_video_frames(video, max_frames=1)[0]
-        generate(args.generated / f"{cid}.mp4", frame, Audio.load(audio), PoseSequence.load(keypoints[cid]), i)
+    for i, record in tqdm(todo, desc="generating", unit="clip", disable=args.quiet):
+        frame = read_video_frames(record.path(args.real, "video"), max_frames=1)[0]
+        audio, poses = (
+            Audio.load(record.path(args.real, "audio")),
+            PoseSequence.load(record.path(args.real, "keypoints")),
+        )
+        generate(args.generated / f"{record.id}.mp4", frame, audio, poses, i)
     return len(todo)
-
-
-def _records(root: Path, split: str):
-    from mmgt.data.manifest import read_manifest
-
-    return read_manifest(root, split)
 
 
 def _clip_generator(args: argparse.Namespace):
     """A function (output, first frame, audio, ground-truth poses, index) -> None for the --model folder's kind."""
-    import json
-
     import torch
 
     model = args.model
