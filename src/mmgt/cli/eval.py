@@ -137,7 +137,8 @@ def _stage1(args: argparse.Namespace) -> int:
     }
     _write_json(args.output, payload)
     if args.report is not None:
-        inputs = {"model": str(args.model), "data": str(args.data), "split": args.split, "pose_ae": str(args.pose_ae)}
+        inputs = {"model": str(args.model), "data": str(args.data), "split": args.split}
+        inputs["pose_ae"] = None if args.pose_ae is None else str(args.pose_ae)
         report = stage1_report(generated, rows, results, {**inputs, "sampling": sampling.to_dict()}, ae)
         print(f"{write_report(report, args.report)}: report")
     return 0
