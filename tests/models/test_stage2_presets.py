@@ -91,9 +91,11 @@ def test_tiny_components_run_the_whole_stage2_forward_quickly():
     install_stage2_processors(unet, c["reference_unet"], c["audio_adapter"])
     with torch.no_grad():
         _tiny_step(c, unet)  # warm-up
-        start = time.perf_counter()
-        out, inputs = _tiny_step(c, unet)
-        elapsed = time.perf_counter() - start
+        elapsed = float("inf")
+        for _ in range(3):  # the best of 3: other processes on a shared machine only ever add time
+            start = time.perf_counter()
+            out, inputs = _tiny_step(c, unet)
+            elapsed = min(elapsed, time.perf_counter() - start)
     assert out.shape == (1, 4, 2, 16, 16) and torch.isfinite(out).all()
     assert len(inputs.reference_features) == 7
     print(f"tiny stage-2 forward (VAE, CLIP, ReferenceNet, guider, audio, UNet): {elapsed:.3f} s")
