@@ -132,3 +132,27 @@ def randomize(module: nn.Module, seed: int, std: float = 1.0) -> nn.Module:
             base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
             p.copy_(base + 0.1 * noise)
     return module
+
+
+MANIFEST_PRESETS = ("released", "released_tiny")
+
+
+def manifest_text() -> str:
+    """The stage-2 manifest file's text: the release's key -> shape at each preset's sizes, one key per line."""
+    from accelerate import init_empty_weights
+
+    lines = [
+        "{",
+        '  "checkpoint": "stage_2/process_2/net-32500.pth",',
+        '  "about": "Key -> shape of the release\'s stage-2 wrapper state dict (data only), built from the authors\' '
+        "code at each mmgt stage-2 preset's sizes: released = the checkpoint's own; released_tiny = the same network "
+        'at the tiny sizes (tests). Regenerate: tests/official/test_stage2_manifest.py.",',
+        '  "shapes": {',
+    ]
+    for p, name in enumerate(MANIFEST_PRESETS):
+        with init_empty_weights(include_buffers=False):  # shapes only: nothing is allocated
+            shapes = list(key_shapes(release_stage2(name)).items())
+        lines.append(f'    "{name}": {{')
+        lines += [f'      "{k}": {v}{"," if i < len(shapes) - 1 else ""}' for i, (k, v) in enumerate(shapes)]
+        lines.append("    }" + ("," if p < len(MANIFEST_PRESETS) - 1 else ""))
+    return "\n".join([*lines, "  }", "}"]) + "\n"

@@ -138,7 +138,7 @@ def convert_stage2(
     """Convert the release's stage-2 wrapper state dict.
 
     Args:
-        state_dict: ``net-32500.pth`` as ``torch.load`` returns it (keys may carry a ``module.`` prefix).
+        state_dict: ``net-32500.pth`` as :func:`mmgt.weights.released.read_checkpoint` returns it (no ``module.``).
         preset_name: the mmgt stage-2 preset whose components receive the weights (``released``; ``released_tiny``
             for the same network at test sizes).
         skeleton: :func:`build_skeleton` of that preset, if already built.
@@ -154,9 +154,9 @@ def convert_stage2(
     targets = {name: module.state_dict() for name, module in skeleton.items()}
     layers = {name: k for k, name in enumerate(skeleton["audio_adapter"].config.layer_names)}
     out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in COMPONENTS}
-    unknown, shapes, dropped = [], [], []
+    unknown, shapes, dropped, reported = [], [], [], set()
     for key, value in state_dict.items():
-        found = _map_key(key.removeprefix("module."), layers)
+        found = _map_key(key, layers)
         if found is None:
             unknown.append(key)
             continue
@@ -168,6 +168,7 @@ def convert_stage2(
         tensor = _transform(value, kind, tuple(want.shape))
         if tensor is None:
             shapes.append(f"{key} {tuple(value.shape)} (mmgt {component}.{target} {tuple(want.shape)})")
+            reported.add((component, target))  # named once, as a wrong shape, not again as missing
         elif kind == "pe":
             if not torch.allclose(tensor.float(), want.float(), rtol=0, atol=PE_TOLERANCE):
                 shapes.append(f"{key} differs from the recomputed positional encoding")
@@ -176,7 +177,7 @@ def convert_stage2(
         else:
             out[component][target] = tensor
     _fill_recomputed(out, targets, dropped)
-    missing = [f"{c}.{k}" for c in COMPONENTS for k in targets[c] if k not in out[c]]
+    missing = [f"{c}.{k}" for c in COMPONENTS for k in targets[c] if k not in out[c] and (c, k) not in reported]
     _raise_problems(unknown, shapes, missing)
     configs = {name: dict(module.config) for name, module in skeleton.items()}
     return out, configs, dropped
