@@ -4,10 +4,13 @@ model folder written by MMGTPipeline.save_pretrained. Everything is built from c
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -483,7 +486,26 @@ def test_the_full_size_manifest_converts_onto_the_released_components():
         module.load_state_dict(states[name], strict=True, assign=True)
     assert skeleton["audio_adapter"].config.inner_channels == [320, 320, 320, 640, 640, 1280]
     assert round(sum(p.numel() for p in skeleton["audio_adapter"].parameters()) / 1e6, 1) == 92.0
-    assert len(dropped) == 2 * 21 + 1  # two encodings per motion module, and the ReferenceNet head note
+    assert dropped[0].startswith("denoising_unet.*.pos_encoder.pe (42 buffers)")  # 2 per motion module, 21 modules
+    assert len(dropped) == 2 and dropped[1].startswith("reference_unet.conv_norm_out/conv_out: not in the release")
+
+
+def test_the_documented_conversion_commands_run(release, base_template, tmp_path, stage1_stub, capsys):
+    """docs/weights.md's convert-released and check lines on the tiny release (paths swapped for the fixtures')."""
+    swap = {
+        "weights/MMGT_pretrained": str(release),
+        "weights/sd15": str(base_template),
+        "models/mmgt-released": str(tmp_path / "mmgt-released"),
+    }
+    documented = [argv for argv in _doc_commands(ROOT / "docs" / "weights.md") if "models/mmgt-released" in argv]
+    assert [argv[:2] for argv in documented] == [
+        ["weights", "convert-released"],
+        ["weights", "check"],
+        ["generate", "--model"],
+    ]
+    convert, check = ([swap.get(a, a) for a in argv] for argv in documented[:2])
+    assert main([*convert, "--preset", "released_tiny", "--size", "64"]) == 0
+    assert main(check) == 0, capsys.readouterr().out
 
 
 class _NotAStateDict:
@@ -578,3 +600,101 @@ def test_stage1_entry_and_state_dict_checks(tmp_path):
     torch.save({"module.a": torch.ones(2), "a": torch.zeros(1)}, tmp_path / "s3.pt")
     with pytest.raises(ModelFolderError, match="keys repeat once their 'module.' prefix is removed"):
         read_checkpoint(tmp_path / "s3.pt")
+
+
+# The conversion runs in a child process so that its peak memory can be measured; the stand-in stage-1 converter
+# (see _stage1_stub) is installed there too. SMGA at full size is the stage-1 converter's own test.
+_CONVERT_CHILD = """
+import sys, types
+from mmgt.models.gesture_denoiser import PRESETS
+stub = types.SimpleNamespace(
+    STAGE1_CHECKPOINT={stage1!r},
+    convert_stage1=lambda s: (dict(s), {{**PRESETS["released"], "audio_dim": 1059}}, []),
+)
+sys.modules["mmgt.weights.released_stage1"] = stub
+import resource
+from mmgt.cli import main
+code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}])
+print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+_RELEASE_CHILD = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_weights import _release_state
+from mmgt.models.gesture_denoiser import GestureDenoiser
+torch.save(_release_state("released", seed=0), {stage2!r})
+ema = GestureDenoiser.from_preset("released", audio_dim=1059).state_dict()
+torch.save({{"ema_state_dict": ema, "model_state_dict": ema, "epoch": 0}}, {stage1!r})
+"""
+
+
+def _full_size_base(root: Path) -> Path:
+    """The base parts the conversion reads, at their real sizes (random weights): VAE, CLIP-L, wav2vec2, WavLM."""
+    from diffusers import AutoencoderKL
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    from mmgt.models.stage2_presets import PRESETS
+
+    torch.manual_seed(0)
+    released = PRESETS["released"]
+    AutoencoderKL(**released["vae"]).save_pretrained(root / "vae")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**released["image_encoder"])).save_pretrained(
+        root / "image_encoder"
+    )
+    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(root / "wav2vec2")  # the defaults are wav2vec2-base's sizes
+    large = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+    WavLMModel(WavLMConfig(**large, feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(
+        root / "wavlm"
+    )
+    return root
+
+
+@pytest.mark.slow
+def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, record_property):
+    from mmgt.audio.encoders import SpeechEncoder
+    from mmgt.constants import NUM_KEYPOINTS
+    from mmgt.contracts import PoseSequence
+    from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+    from mmgt.utils.audio_io import Audio
+
+    release, base, out = tmp_path / "release", tmp_path / "base", tmp_path / "model"
+    (release / "stage_2" / "process_2").mkdir(parents=True)
+    (release / "stage_1").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    child = _RELEASE_CHILD.format(
+        tests=str(ROOT / "tests"), stage2=str(release / STAGE2_FILE), stage1=str(release / STAGE1_FILE)
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, env=env)  # its 9 GB of random tensors die with it
+    _full_size_base(base)
+    size_gib = (release / STAGE2_FILE).stat().st_size / 2**30
+    start = time.perf_counter()
+    script = _CONVERT_CHILD.format(stage1=STAGE1_FILE, release=str(release), base=str(base), out=str(out))
+    done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    peak = int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # the converting process's own peak RSS, KiB -> GiB
+    print(f"full-size conversion of a {size_gib:.1f} GiB net-32500.pth: {elapsed:.0f} s, peak RSS {peak:.1f} GiB")
+    record_property("convert_s", round(elapsed))
+    record_property("convert_peak_rss_gib", round(peak, 1))
+    assert main(["weights", "check", str(out)]) == 0, capsys.readouterr().out
+    (release / STAGE2_FILE).unlink()  # the disk it took
+
+    pipe = PoseToVideoPipeline.from_pretrained(out / "stage2")
+    pipe.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage2", 2))
+    rng = np.random.default_rng(0)
+    kp = (rng.uniform(64, 192, (1, NUM_KEYPOINTS, 2)) + np.arange(2)[:, None, None]).astype(np.float32)
+    poses = PoseSequence(kp, np.ones((2, NUM_KEYPOINTS), np.float32), 256, 256)
+    wave = Audio((0.1 * rng.standard_normal(2 * 640)).astype(np.float32), 16000)
+    start = time.perf_counter()
+    frames = pipe(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), poses, wave, num_inference_steps=1).frames
+    print(f"one denoising step, 2 frames at 256x256: {time.perf_counter() - start:.1f} s")
+    record_property("one_step_s", round(time.perf_counter() - start, 1))
+    assert frames.shape == (2, 256, 256, 3)

@@ -154,7 +154,7 @@ def convert_stage2(
     targets = {name: module.state_dict() for name, module in skeleton.items()}
     layers = {name: k for k, name in enumerate(skeleton["audio_adapter"].config.layer_names)}
     out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in COMPONENTS}
-    unknown, shapes, dropped, reported = [], [], [], set()
+    unknown, shapes, dropped, reported, encodings = [], [], [], set(), 0
     for key, value in state_dict.items():
         found = _map_key(key, layers)
         if found is None:
@@ -172,10 +172,14 @@ def convert_stage2(
         elif kind == "pe":
             if not torch.allclose(tensor.float(), want.float(), rtol=0, atol=PE_TOLERANCE):
                 shapes.append(f"{key} differs from the recomputed positional encoding")
-            else:
-                dropped.append(f"{key}: the sinusoidal positional encoding mmgt recomputes (checked equal)")
+            encodings += 1
         else:
             out[component][target] = tensor
+    if encodings:
+        dropped.append(
+            f"denoising_unet.*.pos_encoder.pe ({encodings} buffers): the sinusoidal positional encodings mmgt "
+            "recomputes (each compared with the recomputed values)"
+        )
     _fill_recomputed(out, targets, dropped)
     missing = [f"{c}.{k}" for c in COMPONENTS for k in targets[c] if k not in out[c] and (c, k) not in reported]
     _raise_problems(unknown, shapes, missing)
