@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from mmgt.errors import ModelFolderError
-from mmgt.utils.files import error_summary
+from mmgt.utils.files import atomic_folder, error_summary
 
 RELEASED_SIZE = 512  # spec §5.7: the release generates 512 x 512
 STAGE1_ENTRY = "ema_state_dict"  # spec §7: stage-1 inference reads the EMA weights
@@ -222,12 +220,6 @@ def _load_strictly(module: torch.nn.Module, state: dict[str, torch.Tensor], what
 
 def _save_stage(pipe, output: Path) -> Path:
     """One stage's pipeline folder, built beside ``output`` and renamed (it appears whole or not at all)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with atomic_folder(output) as tmp:
         pipe.save_pretrained(tmp)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
