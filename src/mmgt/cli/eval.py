@@ -285,15 +285,10 @@ def _register_video(commands) -> None:
 def _video(args: argparse.Namespace) -> int:
     import time
 
+    from mmgt.data.manifest import read_manifest
     from mmgt.evaluation.report import check_output_dir, write_report
-    from mmgt.evaluation.video_eval import (
-        VideoEvalOptions,
-        check_generated_ids,
-        check_weights,
-        evaluate_videos,
-        folder_clips,
-        pair_clips,
-    )
+    from mmgt.evaluation.video_eval import VideoEvalOptions, check_generated_ids, check_weights
+    from mmgt.training.validate_video import is_dataset, real_clips, video_report
 
     for option, value in {"--clips": args.clips, "--fid-stride": args.fid_stride}.items():
         if value is not None and value < 1:
@@ -314,24 +309,20 @@ def _video(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
-    is_dataset = (args.real / "manifest.jsonl").is_file()
-    records = _dataset_records(args.real, args.split) if is_dataset else []
-    reals = [_clip(args.real, r) for r in records] if is_dataset else folder_clips(args.real)
-    check_generated_ids(reals, args.generated)
+    check_generated_ids(real_clips(args.real, args.split, "--real"), args.generated)
     check_weights(options)
     start = time.perf_counter()
     generated_s = None
     if args.model is not None:
-        if not is_dataset:
+        if not is_dataset(args.real):
             raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
-        made = _generate_missing(args, records[: args.clips])
+        made = _generate_missing(args, read_manifest(args.real, args.split)[: args.clips])
         generated_s = time.perf_counter() - start
         print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
-    pairs = pair_clips(reals, args.generated, args.clips)
-    inputs = {"real": str(args.real), "generated": str(args.generated), "model": args.model and str(args.model)}
-    if is_dataset:
-        inputs["split"] = args.split
-    report = evaluate_videos(pairs, options, inputs)
+    model = {"model": args.model and str(args.model)}
+    report = video_report(
+        args.real, args.generated, split=args.split, num_clips=args.clips, options=options, inputs=model
+    )
     if generated_s is not None:
         report.timings_s = {"generation": generated_s, **report.timings_s}
     report.notes.append(f"{_torch_threads()} torch threads; wall time {time.perf_counter() - start:.0f} s")
@@ -356,18 +347,6 @@ def _print_table(report) -> None:
         print(f"| {m.label} | {fmt(m.values.get('generated'))} | {fmt(m.reference)} |")
     for s in report.skipped:
         print(f"skipped {s['metric']}: needs {s['needs']}")
-
-
-def _dataset_records(root: Path, split: str) -> list:
-    """The clip records of a dataset split (one error if there are none)."""
-    from mmgt.training.preflight import require_split
-
-    return require_split(root, split, "--real")
-
-
-def _clip(root: Path, record) -> tuple[str, Path, Path]:
-    """(id, video, audio) of a dataset clip."""
-    return record.id, record.path(root, "video"), record.path(root, "audio")
 
 
 def _generate_missing(args: argparse.Namespace, records: list) -> int:
