@@ -391,7 +391,7 @@ def _sync(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
                     rows["c" + suffix][pair.id] = rows["d" + suffix][pair.id] = float("nan")
                     no_face.append(f"{pair.id} ({'real' if suffix else 'generated'})")
                     continue
-                d, c, offset = sn.lse_from_distances(sn.sync_distances(model, sn.face_crops(frames, boxes), wave))
+                d, c, offset = sn.lse(model, sn.face_crops(frames, boxes), wave)
                 rows["c" + suffix][pair.id], rows["d" + suffix][pair.id] = c, d
                 if not suffix:
                     rows["offset"][pair.id] = offset
