@@ -190,3 +190,32 @@ def test_real_clips_of_a_dataset_and_its_errors(one_clip_dataset, tmp_path):
         real_clips(one_clip_dataset, "val", "--real")
     with pytest.raises(MmgtError, match="folder not found"):
         real_clips(tmp_path / "absent")
+
+
+def test_an_id_list_restricts_the_evaluation_to_its_clips(synth_dataset, tmp_path, capsys):
+    """`--ids test_ids.txt` scores exactly the listed clips of a generated set that holds more; an id the split lacks
+    is a one-line error and no report."""
+    import shutil
+
+    from mmgt.data.id_list import write_test_ids
+    from mmgt.data.manifest import read_manifest
+
+    records = read_manifest(synth_dataset, "test")
+    assert len(records) == 2
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for record in records:  # every test clip has a generated video; the list names only the second
+        shutil.copy(record.path(synth_dataset, "video"), generated / f"{record.id}.mp4")
+    ids = write_test_ids(tmp_path / "test_ids.txt", records[1:])
+    out = tmp_path / "report"
+    argv = ["eval", "video", "--real", str(synth_dataset), "--generated", str(generated), "--quiet"]
+    assert main([*argv, "--ids", str(ids), "--metrics", "fidelity", "-o", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["clips"] == [records[1].id]
+
+    other = tmp_path / "other.txt"
+    other.write_text("no_such_clip\n")
+    assert main([*argv, "--ids", str(other), "--metrics", "fidelity", "-o", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 1 listed clip(s) are not in the test split" in err[0], err
+    assert not (tmp_path / "r2").exists()

@@ -260,6 +260,13 @@ def _register_video(commands) -> None:
         help="first generate the missing videos with this model: a full model folder (mmgt.json; each clip from its "
         "first frame and its audio) or a stage-2 pipeline folder (driven by the clip's keypoints); needs a dataset",
     )
+    p.add_argument(
+        "--ids",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="only the clips of this id list (e.g. test_ids.txt of `mmgt data pats`); --real must be a dataset",
+    )
     p.add_argument("--seed", type=int, default=0, help="generation seed of the first clip; clip i uses seed + i")
     add_video_sampling_arguments(p, windows=False)
     add_pose_sampling_arguments(p, prefix="pose-")
@@ -310,18 +317,21 @@ def _video(args: argparse.Namespace) -> int:
     )
     check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
     check_generated_ids(real_clips(args.real, args.split, "--real"), args.generated)
+    reals = real_clips(args.real, args.split, "--real", args.ids)
     check_weights(options)
     start = time.perf_counter()
     generated_s = None
     if args.model is not None:
         if not is_dataset(args.real):
             raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
-        made = _generate_missing(args, read_manifest(args.real, args.split)[: args.clips])
+        selected = {clip_id for clip_id, _, _ in reals}
+        records = [r for r in read_manifest(args.real, args.split) if r.id in selected]
+        made = _generate_missing(args, records[: args.clips])
         generated_s = time.perf_counter() - start
         print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
     model = {"model": args.model and str(args.model)}
     report = video_report(
-        args.real, args.generated, split=args.split, num_clips=args.clips, options=options, inputs=model
+        args.real, args.generated, split=args.split, num_clips=args.clips, ids=args.ids, options=options, inputs=model
     )
     if generated_s is not None:
         report.timings_s = {"generation": generated_s, **report.timings_s}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mmgt.data.id_list import read_test_ids, select_listed
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
 from mmgt.evaluation.report import Report
@@ -37,25 +38,34 @@ def is_dataset(real: str | os.PathLike) -> bool:
     return (Path(real) / "manifest.jsonl").is_file()
 
 
-def real_clips(real: str | os.PathLike, split: str = "test", key: str = "real") -> list[tuple[str, Path, Path]]:
+def real_clips(
+    real: str | os.PathLike, split: str = "test", key: str = "real", ids: str | os.PathLike | None = None
+) -> list[tuple[str, Path, Path]]:
     """(clip id, video, audio) of every real clip: a dataset's ``split`` in manifest order, or a folder's videos.
 
     Args:
         real: an mmgt dataset folder or a folder of videos.
         split: the dataset split (ignored for a plain folder).
         key: how errors name the argument (e.g. ``--real``).
+        ids: an id list (``test_ids.txt`` of ``mmgt data pats``): only its clips, all of which must be in the split
+            with the listed frame counts (a dataset only).
 
     Raises:
-        MmgtError: the folder is missing, the split has no clips, or the folder holds no video.
+        MmgtError: the folder is missing, the split has no clips, the folder holds no video, an id list is given for
+            a plain folder, or a listed clip is absent or cut differently.
     """
     real = Path(real)
     if not real.is_dir():
         raise MmgtError(f"{key} {real}: folder not found")
     if not is_dataset(real):
+        if ids is not None:
+            raise MmgtError(f"an id list needs {key} to be an mmgt dataset folder (manifest.jsonl), got {real}")
         return folder_clips(real)
     records = read_manifest(real, split)
     if not records:
         raise MmgtError(f"{key} {real}: no clips in split {split!r}")
+    if ids is not None:
+        records = select_listed(records, read_test_ids(ids), f"the {split} split of {real}")
     return [(r.id, r.path(real, "video"), r.path(real, "audio")) for r in records]
 
 
@@ -65,6 +75,7 @@ def video_report(
     *,
     split: str = "test",
     num_clips: int | None = None,
+    ids: str | os.PathLike | None = None,
     options: VideoEvalOptions | None = None,
     inputs: dict | None = None,
 ) -> Report:
@@ -76,6 +87,7 @@ def video_report(
         generated: a folder of ``<clip id>.mp4`` (every selected real clip needs one).
         split: the dataset split.
         num_clips: only the first N real clips (None: all).
+        ids: only the clips of this id list (:func:`real_clips`).
         options: stages, weight files, protocol (default: every stage, packaged weights, progress bars).
         inputs: more facts to record among the report's inputs (e.g. the model that generated the videos).
 
@@ -87,12 +99,15 @@ def video_report(
     if num_clips is not None and num_clips < 1:
         raise MmgtError(f"num_clips must be >= 1, got {num_clips}")
     reals = real_clips(real, split)
-    check_generated_ids(reals, generated)
+    check_generated_ids(reals, generated)  # against the whole split: an id list may pick a part of a generated set
+    listed = None if ids is None else {clip_id for clip_id, _, _ in real_clips(real, split, ids=ids)}
     check_weights(options)
     recorded = {"real": str(real), "generated": str(generated), **(inputs or {})}
     if is_dataset(real):
         recorded["split"] = split
-    return evaluate_videos(pair_clips(reals, generated, num_clips), options, recorded)
+    if ids is not None:
+        recorded["ids"] = str(ids)
+    return evaluate_videos(pair_clips(reals, generated, num_clips, listed), options, recorded)
 
 
 def score_videos(
@@ -101,6 +116,7 @@ def score_videos(
     *,
     split: str = "test",
     num_clips: int | None = None,
+    ids: str | os.PathLike | None = None,
     options: VideoEvalOptions | None = None,
 ) -> dict[str, float]:
     """The generated set's value of every metric that ran, by key (``fid``, ``fvd``, ``psnr``, ``ssim``, ``lpips``,
@@ -110,5 +126,5 @@ def score_videos(
     Arguments and errors as :func:`video_report`, whose :class:`~mmgt.evaluation.report.Report` also holds the real
     set's self-reference, per-clip values, weight checksums and timings.
     """
-    report = video_report(real, generated, split=split, num_clips=num_clips, options=options)
+    report = video_report(real, generated, split=split, num_clips=num_clips, ids=ids, options=options)
     return {m.key: m.values["generated"] for m in report.metrics}
