@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from audio.conftest import save_tiny_wavlm, speech_like
+from mmgt.audio.encoders import SpeechEncoder
+from mmgt.audio.features import stage1_audio_features
 from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM
+from mmgt.diffusion.stage1 import make_stage1_scheduler
 from mmgt.errors import ModelFolderError
 from mmgt.models.gesture_denoiser import PRESETS, GestureDenoiser
 from mmgt.models.rotary import RotaryEmbedding
+from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pipelines.sampling_defaults import POSE_SAMPLING, PoseSampling
 from mmgt.weights.released_stage1 import (
     STAGE1_CHECKPOINT,
@@ -24,6 +30,7 @@ from mmgt.weights.released_stage1 import (
     convert_stage1,
     load_manifest,
     release_layout,
+    stage1_pipeline_kwargs,
 )
 
 SMALL = ReleaseSizes(hidden_dim=16, num_layers=2, ff_dim=24, audio_dim=LIBROSA_FEATURE_DIM + 8, window_frames=6)
@@ -166,3 +173,25 @@ def test_recomputed_frequencies_are_the_token_rotary_ones():
     release = 1.0 / (10_000 ** (torch.arange(0, 512, 2).float() / 512))
     mmgt = RotaryEmbedding(512, interleaved=True).inv_freq
     assert ((release.double() - mmgt.double()).abs() / release.double()).max() < 1e-6
+
+
+def test_pipeline_settings_are_the_releases(tmp_path):
+    encoder = SpeechEncoder.for_stage(save_tiny_wavlm(tmp_path / "wavlm"), 1)
+    kwargs = stage1_pipeline_kwargs(encoder)
+    spec = kwargs["audio_features"]
+    assert (kwargs["target_offset"], kwargs["normalize_scores"]) == (0, True)
+    recipe = (spec["window_frames"], spec["librosa"]["start_tempo"], spec["speech"]["normalize_eps"])
+    assert recipe == (80, "reload", 1e-5)
+
+    release = _random_release(release_layout(ReleaseSizes(16, 1, 8, LIBROSA_FEATURE_DIM + 32)), 16)
+    converted, config, _ = convert_stage1(release, num_heads=2)
+    denoiser = GestureDenoiser(**config)
+    denoiser.load_state_dict(converted)
+    pipe = AudioToPosePipeline(denoiser, make_stage1_scheduler(), **kwargs)
+    pipe.set_audio_encoder(encoder)
+    assert pipe.sampling == POSE_SAMPLING["released"]
+    # The window features follow the saved recipe: beats from the 22.05 kHz start tempo (seed 4: they differ).
+    wave = speech_like(4)
+    features = pipe.window_features(wave, 16_000, index=0, window=80)
+    np.testing.assert_array_equal(features, stage1_audio_features(wave, 16_000, encoder, start_tempo="reload"))
+    assert not np.array_equal(features, stage1_audio_features(wave, 16_000, encoder))

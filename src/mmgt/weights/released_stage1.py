@@ -25,6 +25,7 @@ The rules:
 Sizes (width, depth, FFN width, audio width, window, encoder layers) are read from the checkpoint's shapes, so the same
 rules convert the full-size release and the tiny random ones the tests build; the attention head count is not stored
 in a state dict (the release builds 8 heads). :data:`MANIFEST` lists the full-size keys and shapes (data only).
+The converted model is sampled with the release's audio recipe and settings: :func:`stage1_pipeline_kwargs`.
 """
 
 from __future__ import annotations
@@ -36,19 +37,18 @@ from pathlib import Path
 
 import torch
 
-from mmgt.audio.features import STAGE1_WINDOW_FRAMES
+from mmgt.audio.encoders import SpeechEncoder
+from mmgt.audio.features import STAGE1_WINDOW_FRAMES, feature_spec
 from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM
 from mmgt.constants import NUM_KEYPOINTS
 from mmgt.errors import ModelFolderError
 from mmgt.models.gesture_denoiser import PRESETS
 from mmgt.models.rotary import RotaryEmbedding
+from mmgt.pipelines.sampling_defaults import POSE_SAMPLING
 
 STAGE1_CHECKPOINT = "stage_1/audio2pose_best_model.pt"  # relative to the release folder
 STAGE1_STATE_KEY = "ema_state_dict"  # what the release's inference loads (EMA weights)
 STAGE1_NUM_HEADS = 8  # nn.MultiheadAttention(512, 8) in the release; not recorded in the state dict
-# The released stage-1 pipeline settings (spec §3.3, §7): x0 = frames 0..79 of the slice (the cond frame itself) and
-# scores through the coordinate map. The sampling settings are POSE_SAMPLING["released"].
-STAGE1_PIPELINE_CONFIG = {"target_offset": 0, "normalize_scores": True}
 MANIFEST = Path(__file__).with_name("released_manifest") / "stage1.json"
 
 _ROTARY_THETA = 10_000.0
@@ -99,8 +99,12 @@ def _norm(dim: int) -> dict[str, tuple[int, ...]]:
 
 
 def _mha(dim: int) -> dict[str, tuple[int, ...]]:
-    return {"in_proj_weight": (3 * dim, dim), "in_proj_bias": (3 * dim,), "out_proj.weight": (dim, dim),
-            "out_proj.bias": (dim,)}  # fmt: skip
+    return {
+        "in_proj_weight": (3 * dim, dim),
+        "in_proj_bias": (3 * dim,),
+        "out_proj.weight": (dim, dim),
+        "out_proj.bias": (dim,),
+    }
 
 
 _FREQS_REASON = "rotary frequencies, recomputed by mmgt (checked equal)"
@@ -161,9 +165,13 @@ def _rules(s: ReleaseSizes) -> list[_Rule]:
             rules += [
                 _Rule(f"{src}.film_{stream}_1.block.1", _linear(d, 2 * d), f"{dst}.{stream}_block.film_sa.proj"),
                 _Rule(f"{src}.film_{stream}_2.block.1", _linear(d, 2 * d), f"{dst}.{stream}_block.film_ca.proj"),
-                _Rule(f"{src}.film_{stream}_3.block.1", _linear(d, 2 * d), how="drop",
-                      reason=f"third FiLM, {_NEVER_CALLED}"),
-            ]  # fmt: skip
+                _Rule(
+                    f"{src}.film_{stream}_3.block.1",
+                    _linear(d, 2 * d),
+                    how="drop",
+                    reason=f"third FiLM, {_NEVER_CALLED}",
+                ),
+            ]
         rules += [
             _Rule(f"{src}.film_final.block.1", _linear(d, 2 * d), f"{dst}.merge.film.proj"),
             _Rule(f"{src}.rotary", freqs, how="recompute", reason=_FREQS_REASON),
@@ -179,6 +187,22 @@ def _key(module: str, param: str) -> str:
 def release_layout(sizes: ReleaseSizes = ReleaseSizes()) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the release's stage-1 state dict at ``sizes``, in its order (the manifest at full size)."""
     return {_key(r.release, p): shape for r in _rules(sizes) for p, shape in r.params.items()}
+
+
+def stage1_pipeline_kwargs(encoder: SpeechEncoder) -> dict:
+    """The ``AudioToPosePipeline`` settings the released SMGA needs, besides its denoiser and scheduler.
+
+    * ``audio_features``: the release's recipe (tests/official/test_stage1_audio.py): WavLM-Large's last layer
+      (``encoder``, from :meth:`SpeechEncoder.for_stage` with stage 1) and the 35 librosa features, extracted per
+      80-frame window, beats started from the tempo of the audio at 22,050 Hz (``start_tempo="reload"``).
+    * ``target_offset=0`` and ``normalize_scores=True`` (spec §3.3, §7): what it was trained with.
+    * the sampling defaults ``POSE_SAMPLING["released"]``: DDIM 50, eta 1, CFG 2.
+
+    Args:
+        encoder: the stage-1 speech encoder (WavLM-Large for the released weights).
+    """
+    spec = feature_spec(encoder, stage=1, window_frames=STAGE1_WINDOW_FRAMES, start_tempo="reload")
+    return dict(audio_features=spec, target_offset=0, normalize_scores=True, **POSE_SAMPLING["released"].to_dict())
 
 
 def load_manifest() -> dict[str, tuple[int, ...]]:
