@@ -33,7 +33,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # few hundred steps (smoke or overfit runs) fit in minutes. The 80-frame window is kept so that data, null
     # tokens and sampling run exactly as for "paper".
     "tiny": dict(hidden_dim=128, num_layers=4, num_heads=4, ff_dim=256, window_frames=80),
-    # The released checkpoint's structure (spec §3.4 "[official]"): one motion encoder, body stream never updated.
+    # The released checkpoint's structure (spec §3.4 "[official]"): one motion encoder, body stream never updated,
+    # whole tokens rotated before the q/k projections. mmgt.weights.released_stage1 converts its weights.
     "released": dict(
         hidden_dim=512, num_layers=8, num_heads=8, ff_dim=1024, window_frames=80,
         share_motion_encoder=True, body_stream="static", rotary="token",
