@@ -61,11 +61,30 @@ def register(subparsers) -> None:
 
 
 def _dataset_arguments(p: argparse.ArgumentParser, stage: str) -> None:
-    """--model, --data, --split, --clips: what every evaluation reads."""
+    """--model, --data, --split, --clips, --ids: what every evaluation reads."""
     p.add_argument("--model", type=Path, required=True, help=f"{stage} pipeline folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (mmgt format)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--clips", type=int, default=None, help="evaluate only the first N clips of the split")
+    p.add_argument(
+        "--ids",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="evaluate only the clips of this id list (e.g. test_ids.txt of `mmgt data pats`); all must be present",
+    )
+
+
+def _listed(args: argparse.Namespace) -> list | None:
+    """The --ids list (None without it), checked against the split before any model is loaded."""
+    from mmgt.data.id_list import read_test_ids, select_listed
+    from mmgt.data.manifest import read_manifest
+
+    if args.ids is None:
+        return None
+    listed = read_test_ids(args.ids)
+    select_listed(read_manifest(args.data, args.split), listed, f"the {args.split} split of {args.data}")
+    return listed
 
 
 def _write_json(path: Path | None, payload: dict) -> None:
@@ -92,11 +111,14 @@ def _stage1(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps},
     )
+    ids = _listed(args)
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     pipe.set_sampling(**pose_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
     ae = PoseAutoencoder.from_pretrained(args.pose_ae) if args.pose_ae else None
-    generated = generate_for_clips(pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed)
+    generated = generate_for_clips(
+        pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed, ids=ids
+    )
     results = score_conditions(generated, tuple(args.conditions), ae)
     metrics = sorted(next(iter(results.values())))
     print(
@@ -111,6 +133,7 @@ def _stage1(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
+        "ids": None if args.ids is None else str(args.ids),
         "sampling": sampling.to_dict(),
         "clips": generated["clips"],
         "results": results,
@@ -133,6 +156,7 @@ def _stage2(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps, "--size": args.size, "--frames": args.frames},
     )
+    ids = _listed(args)
     pipe = load_stage2_pipeline(args.model, args.encoder)
     pipe.set_sampling(**video_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
@@ -146,6 +170,7 @@ def _stage2(args: argparse.Namespace) -> int:
         tuple(args.conditions),
         seed=args.seed,
         videos_dir=args.videos,
+        ids=ids,
     )
     metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
     print(
@@ -160,6 +185,7 @@ def _stage2(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
+        "ids": None if args.ids is None else str(args.ids),
         "size": args.size,
         "sampling": sampling.to_dict(),
         **result,
