@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from audio.conftest import save_tiny_wavlm, speech_like
+from builders import random_stage1_release
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import stage1_audio_features
 from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM
@@ -39,10 +40,9 @@ SMALL_HEADS = 2
 
 def _random_release(layout: dict[str, tuple[int, ...]], hidden_dim: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict in the release layout: random values, and the rotary frequencies the release computes."""
-    g = torch.Generator().manual_seed(seed)
-    # The release's rotary-embedding-torch formula, written independently of mmgt.models.rotary.
-    freqs = 1.0 / (10_000 ** (torch.arange(0, hidden_dim, 2).float() / hidden_dim))
-    return {k: freqs.clone() if k.endswith(".freqs") else torch.randn(s, generator=g) for k, s in layout.items()}
+    release = random_stage1_release(layout, seed)
+    assert release["rotary.freqs"].shape == (hidden_dim // 2,)
+    return release
 
 
 def test_manifest_is_the_release_layout_at_full_size():
