@@ -687,19 +687,11 @@ def test_stage1_entry_and_state_dict_checks(tmp_path):
         read_checkpoint(tmp_path / "s3.pt")
 
 
-# The conversion runs in a child process so that its peak memory can be measured; the stand-in stage-1 converter
-# (see _stage1_stub) is installed there too. SMGA at full size is the stage-1 converter's own test.
+# The conversion runs in a child process so that its peak memory can be measured.
 _CONVERT_CHILD = """
-import sys, types
-from mmgt.models.gesture_denoiser import PRESETS
-stub = types.SimpleNamespace(
-    STAGE1_CHECKPOINT={stage1!r},
-    convert_stage1=lambda s: (dict(s), {{**PRESETS["released"], "audio_dim": 1059}}, []),
-)
-sys.modules["mmgt.weights.released_stage1"] = stub
-import resource
+import resource, sys
 from mmgt.cli import main
-code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}])
+code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}, *{extra!r}])
 print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)
 """
@@ -707,11 +699,9 @@ sys.exit(code)
 _RELEASE_CHILD = """
 import sys, torch
 sys.path.insert(0, {tests!r})
-from test_weights import _release_state
-from mmgt.models.gesture_denoiser import GestureDenoiser
+from test_weights import _release_state, _save_stage1, _stage1_release
 torch.save(_release_state("released", seed=0), {stage2!r})
-ema = GestureDenoiser.from_preset("released", audio_dim=1059).state_dict()
-torch.save({{"ema_state_dict": ema, "model_state_dict": ema, "epoch": 0}}, {stage1!r})
+_save_stage1({stage1!r}, _stage1_release(tiny=False))  # the full-size manifest
 """
 
 
@@ -748,6 +738,7 @@ def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, r
     from mmgt.audio.encoders import SpeechEncoder
     from mmgt.constants import NUM_KEYPOINTS
     from mmgt.contracts import PoseSequence
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
     from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
     from mmgt.utils.audio_io import Audio
 
@@ -761,16 +752,38 @@ def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, r
     subprocess.run([sys.executable, "-c", child], check=True, env=env)  # its 9 GB of random tensors die with it
     _full_size_base(base)
     size_gib = (release / STAGE2_FILE).stat().st_size / 2**30
-    start = time.perf_counter()
-    script = _CONVERT_CHILD.format(stage1=STAGE1_FILE, release=str(release), base=str(base), out=str(out))
-    done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    peak = int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # the converting process's own peak RSS, KiB -> GiB
+
+    def convert(folder: Path, *extra: str) -> tuple[float, float]:
+        """(seconds, the converting process's own peak RSS in GiB)."""
+        start = time.perf_counter()
+        script = _CONVERT_CHILD.format(release=str(release), base=str(base), out=str(folder), extra=list(extra))
+        done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
+        return time.perf_counter() - start, int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # KiB -> GiB
+
+    seconds, peak = convert(tmp_path / "stage1_only", "--stage1-only")
+    print(f"full-size stage-1 conversion (--stage1-only): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+    record_property("convert_stage1_s", round(seconds, 1))
+    record_property("convert_stage1_peak_rss_gib", round(peak, 2))
+    elapsed, peak = convert(out)
     print(f"full-size conversion of a {size_gib:.1f} GiB net-32500.pth: {elapsed:.0f} s, peak RSS {peak:.1f} GiB")
     record_property("convert_s", round(elapsed))
     record_property("convert_peak_rss_gib", round(peak, 1))
     assert main(["weights", "check", str(out)]) == 0, capsys.readouterr().out
     (release / STAGE2_FILE).unlink()  # the disk it took
+
+    stage1 = AudioToPosePipeline.from_pretrained(out / "stage1")
+    assert stage1.denoiser.config.rotary == "token" and stage1.denoiser.config.audio_dim == 1059
+    stage1.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage1", 1))
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(64, 192, (1, NUM_KEYPOINTS, 2)).astype(np.float32)
+    reference = PoseSequence(kp, np.ones((1, NUM_KEYPOINTS), np.float32), 256, 256)
+    start = time.perf_counter()
+    poses = stage1(
+        Audio((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000), reference, num_inference_steps=1
+    )
+    print(f"stage 1, one denoising step (CFG) of a 1-s window: {time.perf_counter() - start:.1f} s")
+    record_property("stage1_one_step_s", round(time.perf_counter() - start, 1))
+    assert poses.poses.num_frames == 25 and np.isfinite(poses.poses.keypoints).all()
 
     pipe = PoseToVideoPipeline.from_pretrained(out / "stage2")
     pipe.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage2", 2))
