@@ -75,3 +75,18 @@ def assert_same_pictures(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     assert diff.mean() < 1.0 and diff.max() <= 16, (diff.mean(), diff.max())
+
+
+def random_stage1_release(layout: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict in the release's stage-1 layout (``released_stage1.release_layout``/``load_manifest``): random
+    values, and the rotary ``freqs`` buffers the release computes (rotary-embedding-torch's formula, written here
+    independently of ``mmgt.models.rotary``)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in layout.items():
+        if key.endswith(".freqs"):
+            width = 2 * shape[0]
+            state[key] = 1.0 / (10_000 ** (torch.arange(0, width, 2).float() / width))
+        else:
+            state[key] = torch.randn(shape, generator=g)
+    return state

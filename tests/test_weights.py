@@ -337,7 +337,10 @@ def test_sd15_configs_read_the_base_folder(step):
 # ---------------------------------------------------------------------------------------------------------------------
 MANIFEST = json.loads((ROOT / "src" / "mmgt" / "weights" / "released_manifest" / "stage2.json").read_text())
 STAGE2_FILE = MANIFEST["checkpoint"]
-STAGE1_FILE = "stage_1/audio2pose_best_model.pt"  # the agreed name (mmgt.weights.released_stage1.STAGE1_CHECKPOINT)
+STAGE1_FILE = "stage_1/audio2pose_best_model.pt"  # mmgt.weights.released_stage1.STAGE1_CHECKPOINT
+# The release's SMGA at test sizes (8 layers, as released: the same key set as the manifest; 8 heads of width 4); its
+# condition is the base folder's tiny WavLM (32) + the 35 librosa features.
+STAGE1_TINY = dict(hidden_dim=32, num_layers=8, ff_dim=48, audio_dim=35 + SPEECH["hidden_size"])
 
 
 def _release_state(size: str, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -356,36 +359,28 @@ def _release_state(size: str, seed: int = 0, device: str = "cpu") -> dict[str, t
     return state
 
 
-def _stage1_stub():
-    """A stand-in for mmgt.weights.released_stage1 (the stage-1 half of the converter) with the agreed signature."""
-    import types
+def _stage1_release(tiny: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The release's stage-1 ``ema_state_dict``: the full-size manifest or the same layout at STAGE1_TINY sizes."""
+    from builders import random_stage1_release
+    from mmgt.weights.released_stage1 import ReleaseSizes, load_manifest, release_layout
 
-    from mmgt.models.gesture_denoiser import PRESETS as STAGE1_PRESETS
-
-    def convert_stage1(state):
-        return dict(state), {**STAGE1_PRESETS["tiny"], "audio_dim": 35 + SPEECH["hidden_size"]}, ["freqs: recomputed"]
-
-    return types.SimpleNamespace(STAGE1_CHECKPOINT=STAGE1_FILE, convert_stage1=convert_stage1)
+    return random_stage1_release(release_layout(ReleaseSizes(**STAGE1_TINY)) if tiny else load_manifest(), seed)
 
 
-@pytest.fixture
-def stage1_stub(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mmgt.weights.released_stage1", _stage1_stub())
+def _save_stage1(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """The release's stage-1 file: EMA and training weights (here the same), no optimizer state."""
+    torch.save({"ema_state_dict": state, "model_state_dict": state, "epoch": 7}, path)
 
 
 @pytest.fixture(scope="module")
 def release_template(tmp_path_factory) -> Path:
-    """A release folder at the released_tiny sizes: net-32500.pth with `module.` prefixes, and a stage-1 file."""
-    from mmgt.models.gesture_denoiser import GestureDenoiser
-
+    """A release folder at test sizes: net-32500.pth (released_tiny) with `module.` prefixes, the stage-1 file."""
     root = tmp_path_factory.mktemp("release") / "MMGT_pretrained"
     (root / "stage_2" / "process_2").mkdir(parents=True)
     state = {f"module.{k}": v for k, v in _release_state("released_tiny").items()}
     torch.save(state, root / STAGE2_FILE)
     (root / "stage_1").mkdir()
-    torch.manual_seed(0)
-    ema = GestureDenoiser.from_preset("tiny", audio_dim=35 + SPEECH["hidden_size"]).state_dict()
-    torch.save({"ema_state_dict": ema, "model_state_dict": ema, "epoch": 7}, root / STAGE1_FILE)
+    _save_stage1(root / STAGE1_FILE, _stage1_release())
     return root
 
 
@@ -401,9 +396,9 @@ def _convert(release: Path, base: Path, out: Path, *extra: str) -> int:
 @pytest.fixture(scope="module")
 def converted(release_template, base_template, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("converted") / "mmgt_released"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, "mmgt.weights.released_stage1", _stage1_stub())
-        assert _convert(release_template, base_template, out, "--preset", "released_tiny", "--size", "64") == 0
+    start = time.perf_counter()
+    assert _convert(release_template, base_template, out, "--preset", "released_tiny", "--size", "64") == 0
+    print(f"convert-released (both stages, test sizes): {time.perf_counter() - start:.1f} s")
     return out
 
 
@@ -412,6 +407,7 @@ def test_converted_release_is_a_model_folder_with_the_released_settings(converte
     assert code == 0 and lines[-1] == "all 5 required parts ok", "\n".join(lines)
     stage2 = json.loads((converted / "stage2" / "model_index.json").read_text())
     assert stage2["motion_norm"] == "per_frame" and stage2["uncond_reference"] == "skip"
+    assert stage2["mask_variant"] == "official_audio2vid"  # spec §4.4: the release's demo, global branch 1 + V^l
     assert (stage2["num_inference_steps"], stage2["guidance_scale"], stage2["branch_weights"]) == (30, 3.5, [1, 1, 2])
     scheduler = json.loads((converted / "stage2" / "scheduler" / "scheduler_config.json").read_text())
     assert (scheduler["beta_schedule"], scheduler["prediction_type"]) == ("linear", "v_prediction")
@@ -457,6 +453,95 @@ def test_converted_weights_are_the_release_tensors_by_rule(converted, release_te
     assert torch.equal(projection["mlp.4.weight"], source["audioproj.proj3.weight"])
 
 
+def test_stage1_manifest_filled_converts_and_loads_strictly_with_the_released_settings(converted, release_template):
+    """T1, stage 1: the release's SMGA layout (the manifest's keys at test sizes), converted by convert-released."""
+    from safetensors.torch import load_file
+
+    from mmgt.models.gesture_denoiser import PRESETS
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
+    from mmgt.weights.released_stage1 import load_manifest
+
+    source = torch.load(release_template / STAGE1_FILE)["ema_state_dict"]
+    assert source.keys() == load_manifest().keys()  # the tiny release has exactly the released keys
+    pipe = AudioToPosePipeline.from_pretrained(converted / "stage1")  # from_pretrained loads strictly
+    denoiser = pipe.denoiser
+    assert {k: denoiser.config[k] for k in PRESETS["released"]} == {
+        **PRESETS["released"],
+        "hidden_dim": 32,
+        "ff_dim": 48,
+    }
+    assert (denoiser.config.audio_dim, denoiser.config.num_heads) == (67, 8)
+    spec = pipe.config.audio_features
+    assert (spec["dim"], spec["window_frames"], spec["librosa"]["start_tempo"]) == (67, 80, "reload")
+    sampling = (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.eta)
+    assert sampling == (50, 2.0, 1.0)  # the release's ddim_sample
+    saved = load_file(converted / "stage1" / "denoiser" / "diffusion_pytorch_model.safetensors")
+    assert len(saved) == len(denoiser.state_dict())
+    fused = source["seqTransDecoder.stack.7.face_self_attn.in_proj_weight"]  # q, k, v stacked
+    for i, name in enumerate(("to_q", "to_k", "to_v")):
+        assert torch.equal(saved[f"layers.7.face_block.self_attn.{name}.weight"], fused[32 * i : 32 * (i + 1)])
+    speech, librosa = source["cond_projection.weight"].split([32, 35], dim=1)  # release [WavLM ; librosa]
+    assert torch.equal(saved["audio_proj.weight"], torch.cat([librosa, speech], dim=1))  # mmgt [librosa ; WavLM]
+    assert torch.equal(saved["face_encoder.weight"], source["input_projection.weight"])
+    assert not any("self_attn.in_proj" in k or "norm_face_3" in k or "freqs" in k for k in saved)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated", "audio2pose_best_model.pt: cannot be read, truncated or not a PyTorch checkpoint"),
+        ("no ema", "audio2pose_best_model.pt: no 'ema_state_dict' in the checkpoint"),
+        (
+            "unknown key",
+            "released stage-1 weights: 1 unknown key(s), the first 'seqTransDecoder.stack.2.extra.bias'",
+        ),
+        ("wrong shape", "released stage-1 weights: final_layer.bias has shape (7,), expected (402,)"),
+        ("missing key", "1 documented key(s) missing, the first 'seqTransDecoder.stack.3.norm_body_3.weight'"),
+        ("wrong frequencies", "seqTransDecoder.stack.0.rotary.freqs differs from the recomputed rotary frequencies"),
+    ],
+)
+def test_a_damaged_stage1_file_is_one_line_and_writes_nothing(release, base_template, tmp_path, capsys, how, message):
+    path = release / STAGE1_FILE
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        state = torch.load(path)["ema_state_dict"]
+        if how == "no ema":
+            torch.save({"model_state_dict": state}, path)
+        else:
+            if how == "unknown key":
+                state["seqTransDecoder.stack.2.extra.bias"] = torch.zeros(48)
+            elif how == "wrong shape":
+                state["final_layer.bias"] = torch.zeros(7)
+            elif how == "missing key":
+                del state["seqTransDecoder.stack.3.norm_body_3.weight"]
+            elif how == "wrong frequencies":
+                state["seqTransDecoder.stack.0.rotary.freqs"] = state["seqTransDecoder.stack.0.rotary.freqs"] * 1.01
+            _save_stage1(path, state)
+    capsys.readouterr()
+    out = tmp_path / "out" / "model"
+    assert _convert(release, base_template, out, "--stage1-only") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mmgt: error: ") and message in err, err
+    assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+
+
+def test_a_speech_encoder_of_another_width_is_refused(release, base, tmp_path, capsys):
+    from transformers import WavLMConfig, WavLMModel
+
+    shutil.rmtree(base / "wavlm")
+    small = {**SPEECH, "hidden_size": 16}
+    WavLMModel(WavLMConfig(num_hidden_layers=1, num_buckets=16, max_bucket_distance=32, **small)).save_pretrained(
+        base / "wavlm"
+    )
+    assert _convert(release, base, tmp_path / "model", "--stage1-only") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "gives 51 audio features per frame with the librosa ones, the released SMGA takes 67 (it needs WavLM-Large)"
+    ), err
+    assert not (tmp_path / "model").exists()
+
+
 def test_converted_release_loads_as_mmgt_generate_does_and_renders(converted):
     from mmgt.constants import NUM_KEYPOINTS
     from mmgt.contracts import PoseSequence
@@ -490,7 +575,7 @@ def test_the_full_size_manifest_converts_onto_the_released_components():
     assert len(dropped) == 2 and dropped[1].startswith("reference_unet.conv_norm_out/conv_out: not in the release")
 
 
-def test_the_documented_conversion_commands_run(release, base_template, tmp_path, stage1_stub, capsys):
+def test_the_documented_conversion_commands_run(release, base_template, tmp_path, capsys):
     """docs/weights.md's convert-released and check lines on the tiny release (paths swapped for the fixtures')."""
     swap = {
         "weights/MMGT_pretrained": str(release),
@@ -562,7 +647,7 @@ def test_a_damaged_release_is_one_line_and_writes_nothing(release, base_template
     assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))  # no temp folder left
 
 
-def test_each_stage_alone_is_its_pipeline_folder(release, base_template, tmp_path, stage1_stub, capsys):
+def test_each_stage_alone_is_its_pipeline_folder(release, base_template, tmp_path, capsys):
     for flag, cls in (("--stage1-only", "AudioToPosePipeline"), ("--stage2-only", "PoseToVideoPipeline")):
         out = tmp_path / flag
         assert _convert(release, base_template, out, flag, "--preset", "released_tiny") == 0
@@ -602,19 +687,11 @@ def test_stage1_entry_and_state_dict_checks(tmp_path):
         read_checkpoint(tmp_path / "s3.pt")
 
 
-# The conversion runs in a child process so that its peak memory can be measured; the stand-in stage-1 converter
-# (see _stage1_stub) is installed there too. SMGA at full size is the stage-1 converter's own test.
+# The conversion runs in a child process so that its peak memory can be measured.
 _CONVERT_CHILD = """
-import sys, types
-from mmgt.models.gesture_denoiser import PRESETS
-stub = types.SimpleNamespace(
-    STAGE1_CHECKPOINT={stage1!r},
-    convert_stage1=lambda s: (dict(s), {{**PRESETS["released"], "audio_dim": 1059}}, []),
-)
-sys.modules["mmgt.weights.released_stage1"] = stub
-import resource
+import resource, sys
 from mmgt.cli import main
-code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}])
+code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}, *{extra!r}])
 print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)
 """
@@ -622,11 +699,9 @@ sys.exit(code)
 _RELEASE_CHILD = """
 import sys, torch
 sys.path.insert(0, {tests!r})
-from test_weights import _release_state
-from mmgt.models.gesture_denoiser import GestureDenoiser
+from test_weights import _release_state, _save_stage1, _stage1_release
 torch.save(_release_state("released", seed=0), {stage2!r})
-ema = GestureDenoiser.from_preset("released", audio_dim=1059).state_dict()
-torch.save({{"ema_state_dict": ema, "model_state_dict": ema, "epoch": 0}}, {stage1!r})
+_save_stage1({stage1!r}, _stage1_release(tiny=False))  # the full-size manifest
 """
 
 
@@ -663,6 +738,7 @@ def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, r
     from mmgt.audio.encoders import SpeechEncoder
     from mmgt.constants import NUM_KEYPOINTS
     from mmgt.contracts import PoseSequence
+    from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
     from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
     from mmgt.utils.audio_io import Audio
 
@@ -676,16 +752,38 @@ def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, r
     subprocess.run([sys.executable, "-c", child], check=True, env=env)  # its 9 GB of random tensors die with it
     _full_size_base(base)
     size_gib = (release / STAGE2_FILE).stat().st_size / 2**30
-    start = time.perf_counter()
-    script = _CONVERT_CHILD.format(stage1=STAGE1_FILE, release=str(release), base=str(base), out=str(out))
-    done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    peak = int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # the converting process's own peak RSS, KiB -> GiB
+
+    def convert(folder: Path, *extra: str) -> tuple[float, float]:
+        """(seconds, the converting process's own peak RSS in GiB)."""
+        start = time.perf_counter()
+        script = _CONVERT_CHILD.format(release=str(release), base=str(base), out=str(folder), extra=list(extra))
+        done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
+        return time.perf_counter() - start, int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # KiB -> GiB
+
+    seconds, peak = convert(tmp_path / "stage1_only", "--stage1-only")
+    print(f"full-size stage-1 conversion (--stage1-only): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+    record_property("convert_stage1_s", round(seconds, 1))
+    record_property("convert_stage1_peak_rss_gib", round(peak, 2))
+    elapsed, peak = convert(out)
     print(f"full-size conversion of a {size_gib:.1f} GiB net-32500.pth: {elapsed:.0f} s, peak RSS {peak:.1f} GiB")
     record_property("convert_s", round(elapsed))
     record_property("convert_peak_rss_gib", round(peak, 1))
     assert main(["weights", "check", str(out)]) == 0, capsys.readouterr().out
     (release / STAGE2_FILE).unlink()  # the disk it took
+
+    stage1 = AudioToPosePipeline.from_pretrained(out / "stage1")
+    assert stage1.denoiser.config.rotary == "token" and stage1.denoiser.config.audio_dim == 1059
+    stage1.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage1", 1))
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(64, 192, (1, NUM_KEYPOINTS, 2)).astype(np.float32)
+    reference = PoseSequence(kp, np.ones((1, NUM_KEYPOINTS), np.float32), 256, 256)
+    start = time.perf_counter()
+    poses = stage1(
+        Audio((0.1 * rng.standard_normal(16000)).astype(np.float32), 16000), reference, num_inference_steps=1
+    )
+    print(f"stage 1, one denoising step (CFG) of a 1-s window: {time.perf_counter() - start:.1f} s")
+    record_property("stage1_one_step_s", round(time.perf_counter() - start, 1))
+    assert poses.poses.num_frames == 25 and np.isfinite(poses.poses.keypoints).all()
 
     pipe = PoseToVideoPipeline.from_pretrained(out / "stage2")
     pipe.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage2", 2))

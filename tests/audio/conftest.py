@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,20 @@ TINY = dict(
     num_conv_pos_embeddings=8,
     num_conv_pos_embedding_groups=2,
 )
+
+
+def speech_like(seed: int, seconds: float = 3.2, amplitude: float = 0.1, sample_rate: int = 16_000) -> np.ndarray:
+    """Eight voiced "syllables" (harmonics of a gliding f0 under Hann envelopes) over a faint noise floor; float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / sample_rate) / k for k in range(1, 8))
+    envelope = np.zeros(n)
+    for start in rng.uniform(0, seconds - 0.3, 8):
+        a, b = int(start * sample_rate), int((start + rng.uniform(0.1, 0.3)) * sample_rate)
+        envelope[a:b] = np.hanning(b - a)
+    return (amplitude * envelope * voiced + 0.05 * amplitude * rng.standard_normal(n)).astype(np.float32)
 
 
 def save_tiny_wavlm(folder: Path, num_hidden_layers: int = 2) -> Path:

@@ -21,6 +21,22 @@ def _noise(duration: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-0.3, 0.3, int(round(duration * SR))).astype(np.float32)
 
 
+def test_stage1_recipe_normalises_like_layer_norm(tiny_wavlm):
+    """Stage 1's reference code normalises with F.layer_norm (eps 1e-5); transformers' default is 1e-7.
+
+    The two differ on quiet audio only, so the check uses a -80 dB waveform.
+    """
+    stage1 = SpeechEncoder.for_stage(tiny_wavlm, 1)
+    assert (stage1.normalize, stage1.normalize_eps, stage1.config_dict()["normalize_eps"]) == (True, 1e-5, 1e-5)
+    assert SpeechEncoder.for_stage(tiny_wavlm, 2).normalize_eps == 1e-7
+    quiet = 1e-4 * _noise(3.2, seed=4)
+    layer_norm = F.layer_norm(torch.from_numpy(quiet)[None], (len(quiet),))[0].numpy()  # the release's line
+    plain = SpeechEncoder.from_pretrained(tiny_wavlm, normalize=False)
+    np.testing.assert_allclose(stage1.encode(quiet, SR), plain.encode(layer_norm, SR), rtol=0, atol=1e-5)
+    transformers_eps = SpeechEncoder.from_pretrained(tiny_wavlm).encode(quiet, SR)
+    assert np.abs(transformers_eps - stage1.encode(quiet, SR)).max() > 1e-3
+
+
 @pytest.mark.parametrize("interpolate", ["after", "before_transformer"])
 def test_frame_counts_layers_and_width(tiny_wavlm, tiny_wav2vec2, interpolate):
     for folder, num_layers in ((tiny_wavlm, 2), (tiny_wav2vec2, 3)):

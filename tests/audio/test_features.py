@@ -10,6 +10,7 @@ import pytest
 from mmgt.audio.encoders import SpeechEncoder
 from mmgt.audio.features import (
     feature_spec,
+    librosa_start_tempo,
     stage1_audio_features,
     stage1_audio_features_windowed,
     stage1_feature_dim,
@@ -90,3 +91,13 @@ def test_feature_spec_and_dims(tiny_wavlm, tiny_wav2vec2):
         stage1_feature_dim(spec2)
     with pytest.raises(MmgtError, match="stage must be 1 or 2"):
         feature_spec(None, stage=3)
+
+
+def test_feature_spec_records_a_non_default_start_tempo_only(tiny_wavlm):
+    encoder = SpeechEncoder.for_stage(tiny_wavlm, 1)
+    default, reload = feature_spec(encoder), feature_spec(encoder, start_tempo="reload")
+    assert "start_tempo" not in default["librosa"] and reload["librosa"]["start_tempo"] == "reload"
+    assert (librosa_start_tempo(default), librosa_start_tempo(reload)) == ("envelope", "reload")
+    assert {k: v for k, v in reload["librosa"].items() if k != "start_tempo"} == default["librosa"]
+    with pytest.raises(MmgtError, match="start_tempo"):
+        feature_spec(encoder, start_tempo="guess")

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from mmgt.audio.librosa_features import FEATURE_NAMES, LIBROSA_FEATURE_DIM, librosa_features
+from mmgt.errors import MmgtError
+
+from .conftest import speech_like
 
 SR = 16000
 CLICK_TIMES = (0.5, 1.3, 2.1, 3.0, 3.6)  # seconds; click k starts at video frame 25 t
@@ -76,3 +79,14 @@ def test_very_short_input_and_other_sample_rates():
     # 44.1 kHz input, 0.1 s -> exactly 3 frames (integer frame arithmetic, no float round-up).
     feats = librosa_features(np.random.default_rng(1).uniform(-0.1, 0.1, 4410).astype(np.float32), 44100)
     assert feats.shape == (3, 35)
+
+
+def test_start_tempo_changes_only_where_beat_tracking_starts():
+    # Seed 4: the two starting tempos lead beat tracking to different beats (6 vs 7 beats in 3.2 s).
+    wave = speech_like(4)
+    envelope, reload = librosa_features(wave, SR), librosa_features(wave, SR, start_tempo="reload")
+    beat = FEATURE_NAMES["beat"]
+    np.testing.assert_array_equal(envelope[:, : beat.start], reload[:, : beat.start])
+    assert (envelope[:, beat].sum(), reload[:, beat].sum()) == (6, 7)
+    with pytest.raises(MmgtError, match="start_tempo must be one of"):
+        librosa_features(wave, SR, start_tempo="guess")

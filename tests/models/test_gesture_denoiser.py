@@ -236,6 +236,56 @@ def test_time_tokens_look_the_same_from_every_frame():
     assert not torch.allclose(rotated, rotated[:, :1].expand_as(rotated), atol=1e-4)
 
 
+def _rotate_adjacent_pairs(x: torch.Tensor, positions: torch.Tensor, theta: float = 10_000.0) -> torch.Tensor:
+    """The released rotary in float64: pair (x_2i, x_2i+1) turned by position * theta^(-2i/D).
+
+    The frequencies are float32 values, like the release's ``freqs`` buffer and mmgt's ``inv_freq``; the rest is
+    float64.
+    """
+    dim = x.shape[-1]
+    inv_freq = (theta ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)).double()  # (D/2,)
+    angles = positions.double()[:, None] * inv_freq  # (N, D/2)
+    even, odd = x.double()[..., 0::2], x.double()[..., 1::2]
+    out = torch.stack([even * angles.cos() - odd * angles.sin(), even * angles.sin() + odd * angles.cos()], dim=-1)
+    return out.flatten(-2)
+
+
+def test_interleaved_rotary_turns_adjacent_pairs_in_float64():
+    x = torch.randn(2, 90, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rotary = RotaryEmbedding(16, interleaved=True)
+    # Float64 angles for float64 inputs: at position 89 float32 angles would be off by up to ~5e-6.
+    torch.testing.assert_close(rotary(x), _rotate_adjacent_pairs(x, torch.arange(90)), rtol=0, atol=1e-12)
+    # The same maths as the half split on permuted features: (x0, x1, x2, x3) <-> (x0, x2 | x1, x3).
+    perm = torch.cat([torch.arange(0, 16, 2), torch.arange(1, 16, 2)])
+    half_split = RotaryEmbedding(16)(x[..., perm])
+    torch.testing.assert_close(rotary(x)[..., perm], half_split, rtol=0, atol=1e-12)
+
+
+def test_token_rotary_rotates_whole_tokens_before_the_projections():
+    torch.manual_seed(0)
+    attn = Attention(16, num_heads=2, dropout=0.0, rotary_theta=10_000.0, rotary="token").double()
+    x, memory = torch.randn(1, 5, 16, dtype=torch.float64), torch.randn(1, 7, 16, dtype=torch.float64)
+    for context in (None, memory):  # self-attention; cross-attention to 5 audio + 2 time tokens at positions 5, 6
+        keys = x if context is None else context
+        q = attn.to_q(_rotate_adjacent_pairs(x, torch.arange(5)))
+        k = attn.to_k(_rotate_adjacent_pairs(keys, torch.arange(keys.shape[1])))
+        v = attn.to_v(keys)  # values from the unrotated tokens
+        heads = [slice(0, 8), slice(8, 16)]
+        out = torch.cat([(q[..., h] @ k[..., h].mT / 8**0.5).softmax(-1) @ v[..., h] for h in heads], dim=-1)
+        with torch.no_grad():
+            torch.testing.assert_close(attn(x, context, num_free_keys=2), attn.to_out(out), rtol=0, atol=1e-12)
+
+
+def test_released_preset_rotates_tokens_and_mmgt_presets_rotate_heads():
+    with torch.device("meta"):
+        released = GestureDenoiser.from_preset("released")
+        paper = GestureDenoiser.from_preset("paper")
+    assert released.config.rotary == "token" and released.layers[0].face_block.cross_attn.rotary.interleaved
+    assert paper.config.rotary == "head" and GestureDenoiser.from_preset("tiny").config.rotary == "head"
+    with pytest.raises(MmgtError, match="rotary must be one of"):
+        GestureDenoiser(**SMALL, rotary="heads")
+
+
 # -- training -----------------------------------------------------------------------------------------------------
 
 

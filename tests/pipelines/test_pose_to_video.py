@@ -127,6 +127,27 @@ def test_pose_mouth_false_shows_the_pose_guider_no_mouth_dots_and_is_saved(train
     np.testing.assert_array_equal(_run(loaded), bare)
 
 
+def test_mask_variant_is_saved_and_builds_the_global_branch(fresh, tmp_path):
+    def global_and_lips(pipe):
+        masks = pipe.prepare_window(_poses(6), list(range(6)), None, ("full",)).branch_masks[0]  # (6, 3, 8, 8)
+        return masks[:, 0], masks[:, 2]
+
+    assert fresh.config.mask_variant == "paper"
+    paper, lips = global_and_lips(fresh)
+    torch.testing.assert_close(paper, 1.0 - lips, rtol=0, atol=0)
+    assert lips.max() == 1.0
+    fresh.register_to_config(mask_variant="official_audio2vid")
+    try:
+        demo, lips = global_and_lips(fresh)
+        fresh.save_pretrained(tmp_path)
+    finally:
+        fresh.register_to_config(mask_variant="paper")
+    torch.testing.assert_close(demo, 1.0 + lips, rtol=0, atol=0)
+    assert PoseToVideoPipeline.from_pretrained(tmp_path).config.mask_variant == "official_audio2vid"
+    with pytest.raises(MmgtError, match="mask variant must be one of"):
+        PoseToVideoPipeline(**fresh.components, mask_variant="1 + lips")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Audio, branch weights and guidance
 # ---------------------------------------------------------------------------------------------------------------------

@@ -269,3 +269,52 @@ def test_branch_masks_match_the_two_step_path_across_frame_chunks():
 def test_empty_sequence_gives_empty_levels():
     pose = PoseSequence(np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)), 128, 128)
     assert [lv.shape for lv in branch_masks(pose, 128, 128)] == [(0, 3, s, s) for s in (16, 8, 4, 2)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Mask variants (spec §4.4): the release's global branch
+# ---------------------------------------------------------------------------------------------------------------------
+def _lips_and_hand_pose():
+    """128^2: the lips fill latent pixel (8, 8), the left hand latent pixel (4, 12); kernels 5 (lips, hands), 7."""
+    return make_pose(
+        {LIPS[0]: (64, 64), LIPS[1]: (71, 71), LEFT_HAND[0]: (96, 32), LEFT_HAND[1]: (103, 39)}, width=128, height=128
+    )
+
+
+def _gauss(offsets, sigma: float) -> np.ndarray:
+    return np.exp(-(np.asarray(offsets, dtype=np.float64) ** 2) / (2 * sigma**2))
+
+
+def test_release_demo_variant_known_pixels():
+    paper = branch_masks(_lips_and_hand_pose(), 128, 128)[0][0]  # (3, 16, 16)
+    demo = branch_masks(_lips_and_hand_pose(), 128, 128, variant="official_audio2vid")[0][0]
+    np.testing.assert_array_equal(demo[1:], paper[1:])  # face_hands and lips are the same masks
+    # Global = 1 + V^l: 2 at the lips' peak, 1 + the lips' Gaussian (kernel 5, sigma 1.1) beside it, 1 elsewhere.
+    np.testing.assert_allclose(demo[0, 8, 6:11], 1.0 + _gauss([-2, -1, 0, 1, 2], 1.1), atol=1e-5)
+    assert demo[0, 8, 8] == 2.0 and demo[0, 8, 5] == 1.0 and demo[0, 4, 12] == 1.0 and demo[0].min() == 1.0
+    assert paper[0, 8, 8] == 0.0 and paper[0, 4, 12] == 1.0  # mmgt's 1 - V^l
+
+
+def test_release_training_variant_is_the_hands_mask():
+    train = branch_masks(_lips_and_hand_pose(), 128, 128, variant="official_train")[0][0]
+    # Global = V^h: the hand's Gaussian (kernel 5, sigma 1.1) around latent (4, 12), nothing at the lips.
+    np.testing.assert_allclose(train[0, 4, 10:15], _gauss([-2, -1, 0, 1, 2], 1.1), atol=1e-5)
+    np.testing.assert_allclose(train[0, 2:7, 12], _gauss([-2, -1, 0, 1, 2], 1.1), atol=1e-5)
+    assert train[0, 4, 9] == 0.0 and train[0, 8, 8] == 0.0 and train[0].max() == 1.0
+
+
+@pytest.mark.parametrize("variant", ["official_pats", "official_pose2vid"])
+def test_other_release_variants_follow_their_formulas_at_every_level(variant):
+    pose = _lips_and_hand_pose()
+    levels = branch_masks(pose, 128, 128, variant=variant)
+    hands = [level[:, 0] for level in branch_masks(pose, 128, 128, variant="official_train")]
+    for level, h in zip(levels, hands):
+        fh, lips = level[:, 1], level[:, 2]
+        expected = 1.0 - fh + lips if variant == "official_pats" else np.clip(1.0 - fh + lips + h, 0.0, 1.0)
+        np.testing.assert_allclose(level[:, 0], expected, atol=1e-6)
+    assert not np.allclose(levels[0][:, 0], 1.0 - levels[0][:, 2])  # not the paper's branch
+
+
+def test_unknown_mask_variant_is_refused():
+    with pytest.raises(MmgtError, match="mask variant must be one of .*'paper'.* got 'released'"):
+        branch_masks(_lips_and_hand_pose(), 128, 128, variant="released")

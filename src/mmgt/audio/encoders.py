@@ -42,10 +42,13 @@ WEIGHT_FILES = (
 _NORM_EPS = 1e-7  # same epsilon as transformers' Wav2Vec2FeatureExtractor zero-mean unit-variance normalisation
 
 
-# The two stages' recipes (spec §3.2, §5.4): which layers, and where the 50 -> 25 fps interpolation happens.
-STAGE_RECIPES: dict[int, dict[str, str]] = {
-    1: {"layers": "last", "interpolate": "after", "what": "WavLM"},
-    2: {"layers": "all", "interpolate": "before_transformer", "what": "wav2vec2"},
+# The two stages' recipes (spec §3.2, §5.4): which layers, where the 50 -> 25 fps interpolation happens, and the
+# epsilon of the waveform normalisation. Stage 1's reference code normalises with F.layer_norm over the whole waveform
+# (epsilon 1e-5, not transformers' 1e-7): the two differ on quiet audio only (by 1e-2 relative at -80 dB on a tiny
+# WavLM, tests/official/test_stage1_audio.py), but the released SMGA was trained on layer_norm's.
+STAGE_RECIPES: dict[int, dict] = {
+    1: {"layers": "last", "interpolate": "after", "normalize_eps": 1e-5, "what": "WavLM"},
+    2: {"layers": "all", "interpolate": "before_transformer", "normalize_eps": _NORM_EPS, "what": "wav2vec2"},
 }
 
 
@@ -60,6 +63,7 @@ class SpeechEncoder:
         layers: ``"last"`` (L = 1, the model output) or ``"all"`` (L = num_hidden_layers, hidden states 1..L).
         interpolate: ``"after"`` or ``"before_transformer"`` (see the module docstring).
         normalize: whether the waveform is normalised to zero mean and unit variance first.
+        normalize_eps: the epsilon of that normalisation, (x - mean) / sqrt(var + eps).
         sampling_rate: the rate the model expects (16 kHz for all released checkpoints).
     """
 
@@ -73,6 +77,7 @@ class SpeechEncoder:
         sampling_rate: int = SAMPLE_RATE,
         chunk_seconds: float = 30.0,
         context_seconds: float = 4.0,
+        normalize_eps: float = _NORM_EPS,
     ):
         if layers not in LAYER_MODES:
             raise MmgtError(f"SpeechEncoder: layers must be one of {LAYER_MODES}, got {layers!r}")
@@ -88,6 +93,7 @@ class SpeechEncoder:
         self.layers = layers
         self.interpolate = interpolate
         self.normalize = bool(normalize)
+        self.normalize_eps = float(normalize_eps)
         self.sampling_rate = int(sampling_rate)
         self.chunk_seconds = float(chunk_seconds)
         self.context_seconds = float(context_seconds)
@@ -123,6 +129,7 @@ class SpeechEncoder:
         chunk_seconds: float = 30.0,
         context_seconds: float = 4.0,
         what: str = "speech encoder",
+        normalize_eps: float = _NORM_EPS,
     ) -> SpeechEncoder:
         """Load a speech model from a local folder (never from the network).
 
@@ -141,6 +148,7 @@ class SpeechEncoder:
             chunk_seconds: audio per chunk for long inputs.
             context_seconds: extra audio on each side of a chunk.
             what: how the folder is named in error messages (e.g. ``"WavLM"``).
+            normalize_eps: epsilon of the waveform normalisation (transformers' 1e-7; stage 1's recipe: 1e-5).
 
         Raises:
             ModelFolderError: the folder, its config or its weights are missing, or it is not a wav2vec2-style
@@ -177,6 +185,7 @@ class SpeechEncoder:
             sampling_rate=int(preprocessor.get("sampling_rate", SAMPLE_RATE)),
             chunk_seconds=chunk_seconds,
             context_seconds=context_seconds,
+            normalize_eps=normalize_eps,
         )
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -207,6 +216,7 @@ class SpeechEncoder:
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
             "normalize": self.normalize,
+            "normalize_eps": self.normalize_eps,
             "sampling_rate": self.sampling_rate,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "chunk_seconds": self.chunk_seconds,
@@ -232,7 +242,7 @@ class SpeechEncoder:
         num_frames = num_frames_for(len(wave), sample_rate)
         wave = resample(wave, sample_rate, self.sampling_rate)
         if self.normalize:
-            wave = (wave - wave.mean()) / np.sqrt(wave.var() + _NORM_EPS)
+            wave = (wave - wave.mean()) / np.sqrt(wave.var() + self.normalize_eps)
         samples = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
         if self.interpolate == "after":
             features = self._encode_after(samples, num_frames)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmgt.audio.encoders import SpeechEncoder
-from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM, librosa_features
+from mmgt.audio.librosa_features import LIBROSA_FEATURE_DIM, START_TEMPOS, librosa_features
 from mmgt.audio.mel import mel_features
 from mmgt.audio.windows import pad_to
 from mmgt.constants import FPS, LIBROSA_HOP, LIBROSA_SAMPLE_RATE, num_frames_for
@@ -21,7 +21,9 @@ STAGE1_WINDOW_FRAMES = 80  # 3.2 s SMGA window (spec §3.2)
 MEL_BANDS = 80
 
 
-def stage1_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEncoder | None = None) -> np.ndarray:
+def stage1_audio_features(
+    wave: np.ndarray, sample_rate: int, encoder: SpeechEncoder | None = None, start_tempo: str = "envelope"
+) -> np.ndarray:
     """Stage-1 condition for a whole clip in one pass: 35 librosa features ⊕ speech features.
 
     Args:
@@ -30,6 +32,8 @@ def stage1_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEnc
         encoder: a ``SpeechEncoder`` with ``layers="last"`` and ``interpolate="after"`` (WavLM-Large in the
             release: D = 1024, giving the 1059-d condition). None uses the log-mel fallback of
             :func:`mmgt.audio.mel.mel_features` (D = 81).
+        start_tempo: beat tracking's starting tempo (:data:`mmgt.audio.librosa_features.START_TEMPOS`); a recipe's
+            value is :func:`librosa_start_tempo` of its spec.
 
     Returns:
         (T, 35 + D) float32: columns 0..34 as in :data:`mmgt.audio.librosa_features.FEATURE_NAMES`, then the
@@ -37,7 +41,7 @@ def stage1_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEnc
     """
     wave = check_wave(wave, sample_rate)
     _check_stage1_encoder(encoder)
-    music = librosa_features(wave, sample_rate)  # (T, 35)
+    music = librosa_features(wave, sample_rate, start_tempo)  # (T, 35)
     if encoder is None:
         speech = mel_features(wave, sample_rate, n_mels=MEL_BANDS)  # (T, 81)
     else:
@@ -46,7 +50,11 @@ def stage1_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEnc
 
 
 def stage1_audio_features_windowed(
-    wave: np.ndarray, sample_rate: int, window_frames: int = STAGE1_WINDOW_FRAMES, encoder: SpeechEncoder | None = None
+    wave: np.ndarray,
+    sample_rate: int,
+    window_frames: int = STAGE1_WINDOW_FRAMES,
+    encoder: SpeechEncoder | None = None,
+    start_tempo: str = "envelope",
 ) -> np.ndarray:
     """Stage-1 condition extracted per SMGA window, as in training (spec §3.2 "per-window extraction", §6 step 2-3).
 
@@ -58,7 +66,7 @@ def stage1_audio_features_windowed(
         wave: (N,) mono waveform in [-1, 1].
         sample_rate: rate of ``wave`` in Hz.
         window_frames: frames per window (80 = 3.2 s).
-        encoder: as in :func:`stage1_audio_features`.
+        encoder, start_tempo: as in :func:`stage1_audio_features`.
 
     Returns:
         (T, 35 + D) float32.
@@ -74,7 +82,8 @@ def stage1_audio_features_windowed(
     starts = [k * window_frames * sample_rate // FPS for k in range(num_windows)]
     padded = np.pad(wave, (0, max(0, starts[-1] + window_len - len(wave))))
     blocks = [
-        pad_to(stage1_audio_features(padded[s : s + window_len], sample_rate, encoder), window_frames) for s in starts
+        pad_to(stage1_audio_features(padded[s : s + window_len], sample_rate, encoder, start_tempo), window_frames)
+        for s in starts
     ]
     return pad_to(np.concatenate(blocks, axis=0), num_frames)
 
@@ -104,13 +113,20 @@ def stage2_audio_features(wave: np.ndarray, sample_rate: int, encoder: SpeechEnc
     return encoder.encode(wave, sample_rate)
 
 
-def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_frames: int | None = None) -> dict:
+def feature_spec(
+    encoder: SpeechEncoder | None = None,
+    stage: int = 1,
+    window_frames: int | None = None,
+    start_tempo: str = "envelope",
+) -> dict:
     """JSON-able description of a feature configuration (for cache keys and model configs).
 
     Args:
         encoder: the speech encoder, or None for the log-mel fallback (stage 1: 35 + 81; stage 2: L = 1, D = 81).
         stage: 1 or 2.
         window_frames: for stage 1, the per-window extraction length (None = whole clip in one pass).
+        start_tempo: for stage 1, beat tracking's starting tempo; recorded only when it is not the default
+            "envelope", so the specs (and cache keys) written before the option existed still describe their recipe.
 
     Returns:
         A dict with ``stage``, ``fps``, ``version``, ``window_frames``, ``librosa`` (stage 1), ``speech`` and the
@@ -137,6 +153,10 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
     else:
         speech = {"type": "encoder", **encoder.config_dict()}
     librosa_spec = {"sample_rate": LIBROSA_SAMPLE_RATE, "hop": LIBROSA_HOP, "dim": LIBROSA_FEATURE_DIM}
+    if start_tempo not in START_TEMPOS:
+        raise MmgtError(f"start_tempo must be one of {START_TEMPOS}, got {start_tempo!r}")
+    if start_tempo != "envelope":
+        librosa_spec["start_tempo"] = start_tempo
     return {
         "stage": 1,
         "fps": FPS,
@@ -146,6 +166,11 @@ def feature_spec(encoder: SpeechEncoder | None = None, stage: int = 1, window_fr
         "speech": speech,
         "dim": LIBROSA_FEATURE_DIM + speech["hidden_size"],
     }
+
+
+def librosa_start_tempo(spec: dict) -> str:
+    """The librosa starting-tempo choice of a stage-1 :func:`feature_spec` ("envelope" when not recorded)."""
+    return spec.get("librosa", {}).get("start_tempo", "envelope")
 
 
 def stage1_feature_dim(encoder_or_spec: SpeechEncoder | dict | None) -> int:

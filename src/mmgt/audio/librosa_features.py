@@ -10,11 +10,18 @@ import numpy as np
 
 from mmgt.audio.windows import pad_to
 from mmgt.constants import LIBROSA_HOP, LIBROSA_SAMPLE_RATE, num_frames_for
+from mmgt.errors import MmgtError
 from mmgt.utils.audio_io import check_wave, resample
 
 NUM_MFCC = 20
 NUM_CHROMA = 12
 BEAT_TIGHTNESS = 100  # Official code (EDGE): beat_track(..., tightness=100)
+# Where beat tracking's starting tempo comes from: "envelope" (mmgt: the same 12.8 kHz onset envelope) or "reload"
+# (the release / EDGE: librosa's tempo estimate on the audio reloaded at librosa's default rate, 22,050 Hz). The two
+# give different beat columns on about a quarter of 3.2-s speech slices (11 of 40 in tests/official); "reload" is what
+# the released SMGA was trained with.
+START_TEMPOS = ("envelope", "reload")
+_RELOAD_SAMPLE_RATE = 22_050
 
 # Column layout of the (T, 35) block, in the official order.
 _WIDTHS = {"onset_envelope": 1, "mfcc": NUM_MFCC, "chroma_cens": NUM_CHROMA, "onset_peak": 1, "beat": 1}
@@ -31,12 +38,13 @@ LIBROSA_FEATURE_DIM = int(_STARTS[-1])  # 35
 _MIN_SAMPLES = LIBROSA_HOP * 64
 
 
-def librosa_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+def librosa_features(wave: np.ndarray, sample_rate: int, start_tempo: str = "envelope") -> np.ndarray:
     """Onset envelope, MFCC, chroma-CENS, onset peaks and beats at exactly 25 fps.
 
     Args:
         wave: (N,) mono waveform in [-1, 1].
         sample_rate: rate of ``wave`` in Hz; it is resampled to 12,800 Hz (``LIBROSA_SAMPLE_RATE``).
+        start_tempo: where beat tracking starts from, one of :data:`START_TEMPOS`.
 
     Returns:
         (T, 35) float32 with T = ceil(N / sample_rate * 25) and columns as in :data:`FEATURE_NAMES`:
@@ -46,6 +54,8 @@ def librosa_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     import librosa  # heavy import (numba); kept out of `import mmgt.audio`
 
     wave = check_wave(wave, sample_rate)
+    if start_tempo not in START_TEMPOS:
+        raise MmgtError(f"start_tempo must be one of {START_TEMPOS}, got {start_tempo!r}")
     num_frames = num_frames_for(len(wave), sample_rate)
     y = resample(wave, sample_rate, LIBROSA_SAMPLE_RATE)
     if len(y) < _MIN_SAMPLES:
@@ -58,23 +68,31 @@ def librosa_features(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     tuning = 0.0 if not np.any(y) else None
     chroma = librosa.feature.chroma_cens(y=y, sr=sr, hop_length=hop, n_chroma=NUM_CHROMA, tuning=tuning).T  # (F, 12)
     peaks = _one_hot(librosa.onset.onset_detect(onset_envelope=envelope, sr=sr, hop_length=hop), len(envelope))
-    beats = _one_hot(_beat_frames(envelope), len(envelope))
+    reloaded = resample(wave, sample_rate, _RELOAD_SAMPLE_RATE) if start_tempo == "reload" else None
+    beats = _one_hot(_beat_frames(envelope, reloaded), len(envelope))
 
     features = np.concatenate([envelope[:, None], mfcc, chroma, peaks[:, None], beats[:, None]], axis=1)
     features = np.nan_to_num(features.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # zeros where undefined
     return pad_to(features, num_frames, mode="edge")  # librosa gives T or T + 1 frames (centred frames)
 
 
-def _beat_frames(envelope: np.ndarray) -> np.ndarray:
-    """Beat frame indices from the onset envelope (empty for a flat envelope)."""
+def _beat_frames(envelope: np.ndarray, reloaded: np.ndarray | None = None) -> np.ndarray:
+    """Beat frame indices from the onset envelope (empty for a flat envelope).
+
+    The starting tempo comes from ``reloaded`` (the audio at 22,050 Hz, the release's recipe) when given, else from
+    ``envelope`` itself.
+    """
     import librosa
 
     if not np.any(envelope):
         return np.zeros(0, dtype=int)
     sr, hop = LIBROSA_SAMPLE_RATE, LIBROSA_HOP
-    # Deviation: EDGE estimates the starting tempo on a second, 22.05 kHz load of the file; here it comes from the
-    # same envelope, so the feature depends on the 12.8 kHz signal only.
-    start_bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sr, hop_length=hop)[0])
+    if reloaded is None:
+        # Deviation (start_tempo="envelope"): EDGE and the release estimate the starting tempo on a second, 22.05 kHz
+        # load of the file; here it comes from the same envelope, so the feature depends on the 12.8 kHz signal only.
+        start_bpm = float(librosa.feature.tempo(onset_envelope=envelope, sr=sr, hop_length=hop)[0])
+    else:  # the release: librosa.beat.tempo(y=librosa.load(path)[0]), librosa's defaults (22,050 Hz, hop 512)
+        start_bpm = float(librosa.feature.tempo(y=reloaded, sr=_RELOAD_SAMPLE_RATE)[0])
     _, beats = librosa.beat.beat_track(
         onset_envelope=envelope, sr=sr, hop_length=hop, start_bpm=start_bpm, tightness=BEAT_TIGHTNESS
     )

@@ -23,6 +23,7 @@ from mmgt.errors import MmgtError
 from mmgt.models.rotary import RotaryEmbedding
 
 BODY_STREAMS = ("merged", "carry", "static")
+ROTARY_MODES = ("head", "token")  # per-head q/k after projection (mmgt) | whole tokens before projection (released)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Official SMGA sizes (spec §3.4, §12): 73.6 M parameters with audio_dim 1059.
@@ -32,10 +33,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # few hundred steps (smoke or overfit runs) fit in minutes. The 80-frame window is kept so that data, null
     # tokens and sampling run exactly as for "paper".
     "tiny": dict(hidden_dim=128, num_layers=4, num_heads=4, ff_dim=256, window_frames=80),
-    # The released checkpoint's structure (spec §3.4 "[official]"): one motion encoder, body stream never updated.
+    # The released checkpoint's structure (spec §3.4 "[official]"): one motion encoder, body stream never updated,
+    # whole tokens rotated before the q/k projections. mmgt.weights.released_stage1 converts its weights.
     "released": dict(
         hidden_dim=512, num_layers=8, num_heads=8, ff_dim=1024, window_frames=80,
-        share_motion_encoder=True, body_stream="static",
+        share_motion_encoder=True, body_stream="static", rotary="token",
     ),
 }  # fmt: skip
 
@@ -46,36 +48,61 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class Attention(nn.Module):
-    """Multi-head attention with rotary queries/keys, through ``F.scaled_dot_product_attention``.
+    """Multi-head attention with rotary positions, through ``F.scaled_dot_product_attention``.
 
-    Self-attention when ``context`` is None: queries and keys are rotated by their frame index. Cross-attention: the
-    queries and the first ``context.shape[1] - num_free_keys`` keys (the audio tokens, one per frame) are rotated by
-    their frame index; the last ``num_free_keys`` keys (the time tokens) carry no position at all (see
-    ``_position_free_keys``).
+    ``rotary="head"`` (mmgt): the per-head queries and keys are rotated after the projections, so scores depend on
+    relative frame offsets only. Self-attention when ``context`` is None: queries and keys are rotated by their frame
+    index. Cross-attention: the queries and the first ``context.shape[1] - num_free_keys`` keys (the audio tokens,
+    one per frame) are rotated by their frame index; the last ``num_free_keys`` keys (the time tokens) carry no
+    position at all (see ``_position_free_keys``).
+
+    ``rotary="token"`` (released SMGA): the whole D-wide tokens are rotated (adjacent pairs, one rotation over all D
+    features) *before* the q/k projections, queries by their frame index and context tokens by their index in the
+    context, so the time tokens after F audio tokens sit at positions F and F + 1; values are projected from the
+    unrotated tokens. ``num_free_keys`` is ignored.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, rotary_theta: float):
+    def __init__(self, dim: int, num_heads: int, dropout: float, rotary_theta: float, rotary: str = "head"):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dropout = dropout
+        self.rotary_mode = rotary
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
         self.to_out = nn.Linear(dim, dim)
-        self.rotary = RotaryEmbedding(self.head_dim, rotary_theta)
+        if rotary == "token":
+            self.rotary = RotaryEmbedding(dim, rotary_theta, interleaved=True)
+        else:
+            self.rotary = RotaryEmbedding(self.head_dim, rotary_theta)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, num_free_keys: int = 0) -> torch.Tensor:
         """x (B, F, D), context (B, N, D) or None -> (B, F, D)."""
+        if self.rotary_mode == "token":
+            q, k, v = self._rotate_tokens(x, context)
+        else:
+            q, k, v = self._rotate_heads(x, context, num_free_keys)
+        dropout_p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=self.head_dim**-0.5)
+        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, F, D)
+
+    def _rotate_heads(self, x, context, num_free_keys):
+        """mmgt: project, then rotate per-head q/k. -> q (B, H, F, Dh or 2Dh), k (B, H, N, same), v (B, H, N, Dh)."""
         context = x if context is None else context
         q, k, v = self._heads(self.to_q(x)), self._heads(self.to_k(context)), self._heads(self.to_v(context))
         num_positional = k.shape[-2] - num_free_keys
         q_rot, k_rot = self.rotary(q), self.rotary(k[..., :num_positional, :])  # (B, H, F, Dh), (B, H, N', Dh)
         if num_free_keys:
             q_rot, k_rot = self._position_free_keys(q, q_rot, k_rot, k[..., num_positional:, :])
-        dropout_p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q_rot, k_rot, v, dropout_p=dropout_p, scale=self.head_dim**-0.5)
-        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, F, D)
+        return q_rot, k_rot, v
+
+    def _rotate_tokens(self, x, context):
+        """Released: rotate whole tokens, then project. -> q (B, H, F, Dh), k and v (B, H, N, Dh)."""
+        x_rot = self.rotary(x)  # (B, F, D), positions 0 .. F-1
+        context_rot = x_rot if context is None else self.rotary(context)  # (B, N, D), positions 0 .. N-1
+        context = x if context is None else context
+        return self._heads(self.to_q(x_rot)), self._heads(self.to_k(context_rot)), self._heads(self.to_v(context))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, H, N, Dh)
@@ -112,10 +139,10 @@ class FiLM(nn.Module):
 class AudioEncoderLayer(nn.Module):
     """Pre-norm transformer encoder layer with rotary self-attention over audio frames."""
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, rotary_theta: float):
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, rotary_theta: float, rotary: str):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, dropout, rotary_theta)
+        self.attn = Attention(dim, num_heads, dropout, rotary_theta, rotary)
         self.norm2 = nn.LayerNorm(dim)
         self.ff = feed_forward(dim, ff_dim, dropout)
         self.drop = nn.Dropout(dropout)
@@ -128,13 +155,13 @@ class AudioEncoderLayer(nn.Module):
 class MotionBlock(nn.Module):
     """One stream's Motion block: SA -> FiLM -> residual, then CA to the [audio; time] memory -> FiLM -> residual."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, rotary_theta: float):
+    def __init__(self, dim: int, num_heads: int, dropout: float, rotary_theta: float, rotary: str):
         super().__init__()
         self.norm_sa = nn.LayerNorm(dim)
-        self.self_attn = Attention(dim, num_heads, dropout, rotary_theta)
+        self.self_attn = Attention(dim, num_heads, dropout, rotary_theta, rotary)
         self.film_sa = FiLM(dim)
         self.norm_ca = nn.LayerNorm(dim)
-        self.cross_attn = Attention(dim, num_heads, dropout, rotary_theta)
+        self.cross_attn = Attention(dim, num_heads, dropout, rotary_theta, rotary)
         self.film_ca = FiLM(dim)
         self.drop = nn.Dropout(dropout)
 
@@ -162,10 +189,10 @@ class MergeBlock(nn.Module):
 class DecoderLayer(nn.Module):
     """One SMGA layer: face Motion block, body Motion block (own weights), Merge block."""
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, rotary_theta: float):
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, rotary_theta: float, rotary: str):
         super().__init__()
-        self.face_block = MotionBlock(dim, num_heads, dropout, rotary_theta)
-        self.body_block = MotionBlock(dim, num_heads, dropout, rotary_theta)
+        self.face_block = MotionBlock(dim, num_heads, dropout, rotary_theta, rotary)
+        self.body_block = MotionBlock(dim, num_heads, dropout, rotary_theta, rotary)
         self.merge = MergeBlock(dim, ff_dim, dropout)
 
     def forward(self, face, body, memory, t_cond, num_time_tokens: int):
@@ -204,10 +231,13 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         cond_drop_prob: per-sample probability of replacing the audio by the null condition while training (CFG).
         num_time_tokens: timestep tokens appended to the cross-attention memory.
         rotary_theta: RoPE base wavelength.
+        rotary: "head" rotates per-head queries and keys after the projections, time tokens without a position;
+            "token" (released) rotates whole tokens before them, time tokens at positions F and F + 1 (``Attention``).
 
-    Deviation: official SMGA (after EDGE) rotates the whole 512-d *input* of each attention before the q/k
-    projections, giving the time tokens positions F and F + 1. Here RoPE rotates the per-head queries and keys after
-    projection (so scores depend on relative frame offsets only) and time tokens carry no position.
+    Deviation (``rotary="head"``, every preset but "released"): official SMGA (after EDGE) rotates the whole 512-d
+    *input* of each attention before the q/k projections, giving the time tokens positions F and F + 1. mmgt's own
+    presets rotate the per-head queries and keys after projection (so scores depend on relative frame offsets only)
+    and give the time tokens no position; docs/stage1.md has the measurement behind keeping it.
 
     Size: the "paper" preset has 73.6 M parameters. The released checkpoint holds ~90.0 M because each of its decoder
     layers also carries modules its forward never calls (a merged self-attention, two FiLMs, two LayerNorms:
@@ -232,9 +262,12 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         cond_drop_prob: float = 0.25,
         num_time_tokens: int = 2,
         rotary_theta: float = 10_000.0,
+        rotary: str = "head",
     ):
         super().__init__()
-        face_indices = _check_config(num_keypoints, hidden_dim, num_heads, face_indices, body_stream, cond_drop_prob)
+        face_indices = _check_config(
+            num_keypoints, hidden_dim, num_heads, face_indices, body_stream, cond_drop_prob, rotary
+        )
         self.register_to_config(face_indices=face_indices)  # a plain list of ints in config.json
         d, frame_dim = hidden_dim, num_keypoints * 3
         face_mask = torch.zeros(num_keypoints, 1)
@@ -248,7 +281,7 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         # Audio encoder E_a over the frozen per-frame features (Paper Eq. 9) and the pooled FiLM vector h_a.
         self.audio_proj = nn.Linear(audio_dim, d)
         self.audio_encoder = nn.ModuleList(
-            AudioEncoderLayer(d, num_heads, ff_dim, dropout, rotary_theta) for _ in range(audio_layers)
+            AudioEncoderLayer(d, num_heads, ff_dim, dropout, rotary_theta, rotary) for _ in range(audio_layers)
         )
         self.audio_pool = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.null_audio_tokens = nn.Parameter(torch.empty(1, window_frames, d))  # D_∅'s audio sequence
@@ -262,7 +295,7 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         self.memory_norm = nn.LayerNorm(d)
 
         self.layers = nn.ModuleList(
-            DecoderLayer(d, num_heads, ff_dim, dropout, rotary_theta) for _ in range(num_layers)
+            DecoderLayer(d, num_heads, ff_dim, dropout, rotary_theta, rotary) for _ in range(num_layers)
         )
         self.proj_out = nn.Linear(d, frame_dim)
         self.initialize_weights()
@@ -402,8 +435,12 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         return timestep
 
 
-def _check_config(num_keypoints, hidden_dim, num_heads, face_indices, body_stream, cond_drop_prob) -> list[int]:
+def _check_config(
+    num_keypoints, hidden_dim, num_heads, face_indices, body_stream, cond_drop_prob, rotary
+) -> list[int]:
     """Validate constructor arguments; returns ``face_indices`` as a sorted list of ints."""
+    if rotary not in ROTARY_MODES:
+        raise MmgtError(f"rotary must be one of {ROTARY_MODES}, got {rotary!r}")
     if hidden_dim % num_heads or (hidden_dim // num_heads) % 2:
         raise MmgtError(f"hidden_dim={hidden_dim} must split into num_heads={num_heads} heads of even size (rotary)")
     if body_stream not in BODY_STREAMS:

@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import BaseOutput
 
-from mmgt.audio.features import feature_spec, stage1_audio_features
+from mmgt.audio.features import feature_spec, librosa_start_tempo, stage1_audio_features
 from mmgt.constants import FPS, LEGS, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
 from mmgt.diffusion.stage1 import sample_window, select_motion
@@ -110,7 +110,8 @@ class AudioToPosePipeline(DiffusionPipeline):
         a, b = index * window * sample_rate // FPS, (index + 1) * window * sample_rate // FPS
         span = wave[a:b]
         span = np.pad(span, (0, (b - a) - len(span)))
-        return stage1_audio_features(span, sample_rate, self.audio_encoder)
+        start_tempo = librosa_start_tempo(self.config.audio_features)
+        return stage1_audio_features(span, sample_rate, self.audio_encoder, start_tempo)
 
     def sampling_scheduler(self, sampler: str):
         """The saved DDIM scheduler, or DPM-Solver++ built from its config (``sampler="dpm"``)."""

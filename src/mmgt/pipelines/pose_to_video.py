@@ -41,7 +41,7 @@ from mmgt.models.pose_guider import PoseGuider
 from mmgt.pipelines.context_windows import WindowCache, WindowConditions, context_windows
 from mmgt.pipelines.reference import clip_pixels, fit_image
 from mmgt.pipelines.sampling_defaults import VideoSampling
-from mmgt.pose.masks import branch_masks
+from mmgt.pose.masks import branch_masks, check_mask_variant
 from mmgt.pose.render import pose_at_size, render_pose_sequence
 from mmgt.utils.audio_io import Audio
 
@@ -70,7 +70,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
     trained on), ``pose_mouth`` (whether the pose images show the jaw-line and lip landmarks, as the model was
     trained: ``data.pose_mouth``; without them the mouth comes from the audio alone), ``motion_norm`` (the motion
     modules' GroupNorm statistics, ``"pooled"`` | ``"per_frame"``: :func:`~mmgt.models.denoising_unet.set_motion_norm`;
-    ``None`` keeps what the UNet has, ``"pooled"`` for folders saved before the option) and the sampling defaults of
+    ``None`` keeps what the UNet has, ``"pooled"`` for folders saved before the option), ``mask_variant`` (how the
+    MM-HAA global branch mask is built, :data:`mmgt.pose.masks.MASK_VARIANTS`: ``"paper"`` for mmgt's models, a
+    release variant for converted release weights) and the sampling defaults of
     :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (steps, guidance, MM-HAA branch weights, context windows,
     ``uncond_reference``), which every call argument left at ``None`` takes. ``uncond_reference`` is what the
     unconditional CFG branch sees of the reference: ``"skip"`` (default) no ReferenceNet features, exactly what
@@ -101,6 +103,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         audio_features: dict | None = None,
         pose_mouth: bool = True,
         motion_norm: str | None = None,
+        mask_variant: str = "paper",
         num_inference_steps: int = _defaults.num_inference_steps,
         guidance_scale: float = _defaults.guidance_scale,
         audio_guidance_scale: float | None = _defaults.audio_guidance_scale,
@@ -129,7 +132,11 @@ class PoseToVideoPipeline(DiffusionPipeline):
         motion_norm = motion_norm or current_motion_norm(unet)  # None (folders saved before the option): the UNet's
         set_motion_norm(unet, motion_norm)
         self.register_to_config(
-            audio_features=audio_features, pose_mouth=bool(pose_mouth), motion_norm=motion_norm, **sampling.to_dict()
+            audio_features=audio_features,
+            pose_mouth=bool(pose_mouth),
+            motion_norm=motion_norm,
+            mask_variant=check_mask_variant(mask_variant),
+            **sampling.to_dict(),
         )
         install_stage2_processors(unet, reference_unet, audio_adapter)  # processors and hooks are never saved
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -269,7 +276,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
         rendered = render_pose_sequence(window, mouth=self.config.pose_mouth)  # (w, H, W, 3) uint8
         rendered = torch.from_numpy(rendered).permute(0, 3, 1, 2)  # (w, 3, H, W)
         pose_features = self.pose_guider(rendered.to(device, self.pose_guider.dtype) / 255.0).to(dtype)
-        masks = [torch.from_numpy(m).to(device, dtype) for m in branch_masks(window, poses.height, poses.width)]
+        levels = branch_masks(window, poses.height, poses.width, variant=self.config.mask_variant)
+        masks = [torch.from_numpy(m).to(device, dtype) for m in levels]
         zeros = self.audio_projection.unconditional_tokens(len(frames)).to(dtype)  # (w, N, D)
         tokens = zeros
         if audio_features is not None:

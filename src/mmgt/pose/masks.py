@@ -3,7 +3,8 @@
 Motion masks mark the regions whose motion is driven by speech: the lips (V^l), the face plus both hands (V^{f+h})
 and the hands alone (V^h). They are pure geometry: per frame, the tight axis-aligned box of the visible keypoints of
 each region, filled. Stage II reads them through :func:`branch_masks`, which blurs, normalises and resizes them to the
-four UNet levels and orders them as the MM-HAA branches (1 - V^l, V^{f+h}, V^l) (spec §4.4, variant "paper").
+four UNet levels and orders them as the MM-HAA branches (1 - V^l, V^{f+h}, V^l) (spec §4.4, variant "paper"); the
+other :data:`MASK_VARIANTS` change only the global branch, to reproduce how the authors' release feeds its weights.
 
 Conventions:
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from mmgt.constants import (
     BLUR_KERNEL_FACE_HANDS,
+    BLUR_KERNEL_HANDS,
     BLUR_KERNEL_LIPS,
     BRANCHES,
     FACE,
@@ -46,6 +48,18 @@ BOX_REGIONS: dict[str, tuple[int, ...]] = {
     "left_hand": LEFT_HAND,
     "right_hand": RIGHT_HAND,
 }
+
+# The MM-HAA global branch of each mask variant (spec §4.4), from the processed lips (l), face+hands (fh) and hands (h)
+# masks of one level; the face_hands and lips branches are fh and l in every variant. "paper" is mmgt's; the others
+# are what the authors' code feeds its weights (names as in spec §4.4's table).
+MASK_VARIANTS: dict[str, str] = {
+    "paper": "1 - l",  # the paper's figure; mmgt's training, inference and pose-only mode
+    "official_audio2vid": "1 + l",  # the release's audio-to-video demo (scripts/audio2vid.py): values in [1, 2]
+    "official_train": "h",  # the release's stage-II training data (the hands mask in the "full" slot)
+    "official_pats": "1 - fh + l",  # the release's PATS dataset variant
+    "official_pose2vid": "clip(1 - fh + l + h, 0, 1)",  # the release's pose-to-video script
+}
+_NEEDS_HANDS = ("official_train", "official_pose2vid")
 
 _FRAME_CHUNK = 64  # frames per chunk in branch_masks: bounds the full-resolution binary masks held at once
 
@@ -263,13 +277,29 @@ def _latent_mask(mask: np.ndarray, latent: tuple[int, int], kernel: int) -> np.n
     return _min_max(blurred)
 
 
-def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+def _global_branch(variant: str, lips: np.ndarray, face_hands: np.ndarray, hands: np.ndarray | None) -> np.ndarray:
+    """The global branch of ``variant`` (:data:`MASK_VARIANTS`) from one level's processed masks (F, h, w)."""
+    if variant == "paper":
+        return 1.0 - lips
+    if variant == "official_audio2vid":
+        return 1.0 + lips
+    if variant == "official_train":
+        return hands
+    if variant == "official_pats":
+        return 1.0 - face_hands + lips
+    return np.clip(1.0 - face_hands + lips + hands, 0.0, 1.0)  # official_pose2vid
+
+
+def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]], variant: str) -> list[np.ndarray]:
     latent = sizes[0]
     # Official kernels are for the 64 px latent; scale them with the shorter latent side so they cover the same
     # fraction of the person at any resolution (the renderer scales its strokes the same way).
     side = min(latent)
     lips = _latent_mask(masks.lips, latent, scaled_blur_kernel(BLUR_KERNEL_LIPS, side))
     face_hands = _latent_mask(masks.face_hands, latent, scaled_blur_kernel(BLUR_KERNEL_FACE_HANDS, side))
+    hands = None
+    if variant in _NEEDS_HANDS:  # V^h is only processed for the variants that read it
+        hands = _latent_mask(masks.hands, latent, scaled_blur_kernel(BLUR_KERNEL_HANDS, side))
     levels = []
     for i, size in enumerate(sizes):
         if i > 0:
@@ -277,13 +307,25 @@ def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]]) -> list[np.ndarra
             # anti-aliased instead of sampling 2 of every 8 latent pixels.
             lips = np.clip(_resize(lips, size, cv2.INTER_LINEAR), 0.0, 1.0)
             face_hands = np.clip(_resize(face_hands, size, cv2.INTER_LINEAR), 0.0, 1.0)
-        # Spec §4.3-4.4 [decision]: 1 - V^l is computed per level from the processed lips mask.
-        branches = {"global": 1.0 - lips, "face_hands": face_hands, "lips": lips}
+            if hands is not None:
+                hands = np.clip(_resize(hands, size, cv2.INTER_LINEAR), 0.0, 1.0)
+        # Spec §4.3-4.4 [decision]: the global branch (1 - V^l for "paper") is computed per level from the
+        # processed masks.
+        branches = {"global": _global_branch(variant, lips, face_hands, hands), "face_hands": face_hands, "lips": lips}
         levels.append(np.stack([branches[r] for r in BRANCHES], axis=1).astype(np.float32))  # (F, R, h, w)
     return levels
 
 
-def mask_pyramid(masks: MotionMasks, height: int, width: int, levels: int = NUM_MASK_LEVELS) -> list[np.ndarray]:
+def check_mask_variant(variant: str) -> str:
+    """``variant`` if it is one of :data:`MASK_VARIANTS`, else a one-line :class:`MmgtError`."""
+    if variant not in MASK_VARIANTS:
+        raise MmgtError(f"mask variant must be one of {tuple(MASK_VARIANTS)}, got {variant!r}")
+    return variant
+
+
+def mask_pyramid(
+    masks: MotionMasks, height: int, width: int, levels: int = NUM_MASK_LEVELS, variant: str = "paper"
+) -> list[np.ndarray]:
     """Stage-II preprocessing of binary masks into the MM-HAA branch masks of every UNet level (spec §4.3-4.4).
 
     Per frame: each binary mask -> float, area-resize to the latent size (H/8, W/8), Gaussian blur (kernel 31 for
@@ -294,41 +336,53 @@ def mask_pyramid(masks: MotionMasks, height: int, width: int, levels: int = NUM_
         masks: binary masks at any resolution (normally the image's).
         height, width: size in pixels of the image the stage-II UNet generates.
         levels: number of UNet levels (spec: 4).
+        variant: how the global branch is built (:data:`MASK_VARIANTS`); V^h (blur kernel 21, like the lips) is
+            processed only for the variants that read it.
 
     Returns:
         ``levels`` float32 arrays, level ``i`` of shape (F, 3, h_i, w_i) with (h_i, w_i) from
         :func:`mask_level_sizes` (H/8 .. H/64 for sizes divisible by 64), channels in ``BRANCHES`` order:
-        global = 1 - lips, face_hands, lips; values in [0, 1].
+        global (1 - lips for ``"paper"``), face_hands, lips; values in [0, 1] (the global branch of
+        ``"official_audio2vid"`` in [1, 2], of ``"official_pats"`` in [0, 2]).
     """
     sizes = mask_level_sizes(height, width, levels)
+    check_mask_variant(variant)
     if masks.num_frames == 0:
         return [np.zeros((0, 3, h, w), dtype=np.float32) for h, w in sizes]
-    return _pyramid(masks, sizes)
+    return _pyramid(masks, sizes, variant)
 
 
 def branch_masks(
-    pose: PoseSequence, height: int, width: int, levels: int = NUM_MASK_LEVELS, margin: float = 0.0
+    pose: PoseSequence,
+    height: int,
+    width: int,
+    levels: int = NUM_MASK_LEVELS,
+    margin: float = 0.0,
+    variant: str = "paper",
 ) -> list[np.ndarray]:
     """The MM-HAA branch masks of a pose sequence: what the stage-II dataset and pipelines call.
 
-    Equal to ``mask_pyramid(motion_masks(pose, width, height, margin), height, width, levels)``, computed in chunks of
-    frames so long sequences never hold every full-resolution mask at once.
+    Equal to ``mask_pyramid(motion_masks(pose, width, height, margin), height, width, levels, variant)``, computed in
+    chunks of frames so long sequences never hold every full-resolution mask at once.
 
     Args:
         pose: the pose sequence (any size; coordinates are rescaled to ``width`` x ``height``).
         height, width: size in pixels of the generated video.
         levels: number of UNet levels (spec: 4).
         margin: box margin as a fraction of the box size; 0 = the spec's tight boxes.
+        variant: the global branch's definition (:data:`MASK_VARIANTS`); ``"paper"``: 1 - V^l.
 
     Returns:
-        ``levels`` float32 arrays (F, 3, h_i, w_i): channels (1 - V^l, V^{f+h}, V^l) in [0, 1].
+        ``levels`` float32 arrays (F, 3, h_i, w_i): channels (global, V^{f+h}, V^l); for ``"paper"``
+        (1 - V^l, V^{f+h}, V^l) in [0, 1].
     """
     sizes = mask_level_sizes(height, width, levels)  # validates before any work
+    check_mask_variant(variant)
     pose = pose_at_size(pose, width, height)
     if pose.num_frames == 0:
         return [np.zeros((0, 3, h, w), dtype=np.float32) for h, w in sizes]
     chunks = [
-        mask_pyramid(motion_masks(pose[start : start + _FRAME_CHUNK], margin=margin), height, width, levels)
+        mask_pyramid(motion_masks(pose[start : start + _FRAME_CHUNK], margin=margin), height, width, levels, variant)
         for start in range(0, pose.num_frames, _FRAME_CHUNK)
     ]
     return [np.concatenate(level, axis=0) for level in zip(*chunks)]

@@ -61,7 +61,7 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
     rank, world = accelerator.process_index, accelerator.num_processes
 
     # 2. Data: windows with per-window audio features (cached on disk, computed once).
-    encoder = SpeechEncoder.from_pretrained(cfg.data.encoder, layers="last") if cfg.data.encoder else None
+    encoder = SpeechEncoder.for_stage(cfg.data.encoder, 1) if cfg.data.encoder else None
     cache_dir = cfg.data.cache_dir or str(Path(cfg.data.root) / "features")
     data_kw = dict(
         window_frames=cfg.data.window_frames,

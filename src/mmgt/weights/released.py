@@ -20,7 +20,8 @@ from mmgt.errors import ModelFolderError
 from mmgt.utils.files import atomic_folder, error_summary
 
 RELEASED_SIZE = 512  # spec §5.7: the release generates 512 x 512
-STAGE1_ENTRY = "ema_state_dict"  # spec §7: stage-1 inference reads the EMA weights
+# Spec §4.4, §7: the release's audio-to-video demo builds the MM-HAA global branch as 1 + V^l (mmgt.pose.masks).
+RELEASED_MASK_VARIANT = "official_audio2vid"
 STAGE_CHOICES = ("stage1", "stage2")
 # Stage-2 base parts the converted folder takes from the user's base-weights folder (docs/weights.md).
 STAGE_BASE_PARTS = {"stage1": ("wavlm",), "stage2": ("vae", "image_encoder", "wav2vec2")}
@@ -150,28 +151,32 @@ def _check_inputs(release: Path, base: Path, stages: tuple[str, ...]) -> None:
 
 
 def _stage1_pipeline(release: Path, base: Path, dropped: list[str]):
-    """The AudioToPosePipeline of the released SMGA: EMA weights, WavLM-Large recipe, target offset 0."""
+    """The AudioToPosePipeline of the released SMGA: EMA weights, the release's audio recipe and sampling settings."""
     from mmgt.audio.encoders import SpeechEncoder
-    from mmgt.audio.features import feature_spec
     from mmgt.diffusion.stage1 import make_stage1_scheduler
     from mmgt.models.gesture_denoiser import GestureDenoiser
     from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
-    from mmgt.pipelines.sampling_defaults import pose_sampling
-    from mmgt.weights.released_stage1 import STAGE1_CHECKPOINT, convert_stage1
+    from mmgt.weights.released_stage1 import (
+        STAGE1_CHECKPOINT,
+        STAGE1_STATE_KEY,
+        convert_stage1,
+        stage1_pipeline_kwargs,
+    )
 
-    state, config, stage_dropped = convert_stage1(read_checkpoint(release / STAGE1_CHECKPOINT, STAGE1_ENTRY))
+    state, config, stage_dropped = convert_stage1(read_checkpoint(release / STAGE1_CHECKPOINT, STAGE1_STATE_KEY))
     dropped += [f"{STAGE1_CHECKPOINT}: {d}" for d in stage_dropped]
-    denoiser = GestureDenoiser(**config)
+    denoiser = GestureDenoiser(**config)  # not on "meta": its rotary and face-mask buffers are not in the state dict
     _load_strictly(denoiser, state, "stage-1 denoiser")
     encoder = SpeechEncoder.for_stage(base / "wavlm", 1)
-    pipe = AudioToPosePipeline(
-        denoiser.eval(),
-        make_stage1_scheduler(),
-        feature_spec(encoder, stage=1),
-        normalize_scores=True,  # spec §7: pose.normalize_scores true
-        target_offset=0,  # spec §7: smga.target_offset 0 (the release)
-        **pose_sampling("released").to_dict(),
-    )
+    settings = stage1_pipeline_kwargs(encoder)
+    if settings["audio_features"]["dim"] != config["audio_dim"]:
+        raise ModelFolderError(
+            f"{base / 'wavlm'}: gives {settings['audio_features']['dim']} audio features per frame with the librosa "
+            f"ones, the released SMGA takes {config['audio_dim']} (it needs WavLM-Large)"
+        )
+    # WavLM-Large + 35 librosa features per 80-frame window (beats from the 22.05 kHz start tempo), target offset 0,
+    # normalised scores, POSE_SAMPLING["released"] (spec §3.2, §3.6, §7; docs/stage1.md).
+    pipe = AudioToPosePipeline(denoiser.eval(), make_stage1_scheduler(), **settings)
     pipe.set_audio_encoder(encoder)
     return pipe
 
@@ -202,6 +207,7 @@ def _stage2_pipeline(release: Path, base: Path, preset_name: str, dropped: list[
         audio_features=feature_spec(encoder, stage=2),
         pose_mouth=True,  # Official code: the pose video draws all 68 face landmarks, lips included
         motion_norm=None,  # what the skeleton has: the preset's (per frame for the release)
+        mask_variant=RELEASED_MASK_VARIANT,
         **skeleton,
         **video_sampling("released").to_dict(),
     )
