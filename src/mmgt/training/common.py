@@ -68,10 +68,16 @@ def make_run_dir(output_root: str | os.PathLike, stage: str, name: str, resume: 
 
 
 def setup_accelerator(run_dir: Path, mixed_precision: str = "no", gradient_accumulation_steps: int = 1) -> Accelerator:
-    """An Accelerator writing to ``run_dir`` (one process, N CPU processes or multi-GPU: unchanged code)."""
+    """An Accelerator writing to ``run_dir`` (one process, N CPU processes or multi-GPU: unchanged code).
+
+    The LR schedules count optimiser steps, so the prepared scheduler steps once per ``lr_scheduler.step()``
+    (``step_scheduler_with_optimizer=False``); accelerate's default steps it once per process, which made the
+    warm-up N times shorter in N processes.
+    """
     return Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,
         project_config=ProjectConfiguration(project_dir=str(run_dir), automatic_checkpoint_naming=False),
     )
 
