@@ -101,8 +101,10 @@ def _flatten(obj, prefix: str, out: dict) -> None:
 
 def samples_per_s(run: Path, steps: int, global_batch: int) -> float:
     """Samples/s between the half-way checkpoint and the last one (their ``trainer_state.json`` times)."""
-    times = [json.loads((run / "checkpoints" / f"step-{s:07d}/trainer_state.json").read_text())["time"] for s in
-             (steps // 2, steps)]  # fmt: skip
+    times = [
+        json.loads((run / "checkpoints" / f"step-{s:07d}/trainer_state.json").read_text())["time"]
+        for s in (steps // 2, steps)
+    ]
     return (steps - steps // 2) * global_batch / (times[1] - times[0])
 
 
@@ -112,8 +114,12 @@ def run_stage(stage: str, work: Path, data: Path, steps: int, batch: int, extra:
     base = [*(STAGE1 if stage == "stage1" else STAGE2), *extra, f"data.root={data}", f"output_root={out}"]
     base += [f"checkpoint_every={steps // 2}", "checkpoints_total_limit=0"]
     log = work / f"{stage}.log"
-    runs = {"1p": [(1, steps)], "2p": [(2, steps)], "2p->1p": [(2, steps // 2), (1, steps)],
-            "1p->2p": [(1, steps // 2), (2, steps)]}  # fmt: skip
+    runs = {
+        "1p": [(1, steps)],
+        "2p": [(2, steps)],
+        "2p->1p": [(2, steps // 2), (1, steps)],
+        "1p->2p": [(1, steps // 2), (2, steps)],
+    }
     walls = {}
     for name, legs in runs.items():
         folder = name.replace("->", "_to_")
