@@ -111,11 +111,11 @@ def main() -> None:
                 [sys.executable, "-m", "mmgt", *synth, "--size", str(args.source_size), "--quiet"], check=True
             )
         videos = find_videos(videos_dir)
+        info = probe_video(videos[0])
         clock, frames = stages(videos, args.size, work / "stages")
         t0, c0 = time.perf_counter(), time.process_time()
         report = preprocess_videos(videos_dir, work / "dataset", size=args.size, workers=1, progress=False)
         clock.wall["end to end"], clock.cpu["end to end"] = time.perf_counter() - t0, time.process_time() - c0
-    info = probe_video(videos[0])
     print(
         f"{len(videos)} video(s), {frames} frames at {info.width}x{info.height} -> {args.size}²; "
         f"end to end wrote {report.processed} clip(s)"
