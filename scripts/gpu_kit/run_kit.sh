@@ -16,8 +16,13 @@ start=$(date +%s)
 # the venv's own site-packages come first on sys.path, so the kit's versions win.
 "$PY" -m venv --without-pip "$VENV"   # pip (and setuptools) come from $PY: no older bundled copies in front
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-"$PY" -c "import sys; print('\n'.join(p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))))" \
-    > "$site/base_python.pth"
+"$PY" - > "$site/base_python.pth" <<'PYEOF'
+import os, sys, sysconfig
+stdlib = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
+for p in sys.path:  # site-packages and whatever .pth files added, not the standard library
+    if p and os.path.isdir(p) and os.path.realpath(p) not in stdlib and not p.endswith("lib-dynload"):
+        print(p)
+PYEOF
 PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_INDEX_URL= PIP_EXTRA_INDEX_URL= \
     "$VENV/bin/python" -m pip install --quiet --no-index --find-links "$KIT/wheels" --no-cache-dir \
     --disable-pip-version-check -r "$KIT/requirements.txt"
