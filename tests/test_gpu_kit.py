@@ -60,10 +60,10 @@ def test_kit_installs_offline_in_a_torch_only_venv_and_runs_its_cpu_fallback(tmp
         check=True,
     )
     base = tmp_path / "torch-only"
-    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
-    torch_only = tmp_path / "torch-site"  # links to torch and its own dependencies alone, from this environment
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(base)], check=True)
+    torch_only = tmp_path / "torch-site"  # links to torch, its own dependencies and pip, from this environment
     torch_only.mkdir()
-    for name in {"torch"} | _builder().closure(["torch"], version):
+    for name in {"torch", "pip"} | _builder().closure(["torch"], version):
         dist = importlib.metadata.distribution(name)
         for top in {Path(f).parts[0] for f in dist.files or [] if not Path(f).parts[0].startswith("..")}:
             source = Path(dist.locate_file(top))
