@@ -49,3 +49,10 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+
+# The GPU benchmark kit (docs/performance.md "GPU kit"): build/gpu-kit/ (<= 60 MB) installs mmgt offline next to a
+# GPU machine's torch and runs scripts/gpu_kit/bench_gpu.py. GPU_KIT_ARGS=--full ships every wheel (torch-only
+# machine, ~260 MB); GPU_KIT_ARGS="--python-version 3.11 --full" builds the kit tested here.
+.PHONY: gpu-kit
+gpu-kit: setup
+	$(BIN)/python scripts/gpu_kit/build_kit.py --out build/gpu-kit $(GPU_KIT_ARGS)

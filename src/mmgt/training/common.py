@@ -2,7 +2,9 @@
 
 Exact resume on CPU: every random draw of a training step (batch order, timesteps, noise, condition dropout, model
 dropout) is derived from (seed, step, process index), so a run resumed from a checkpoint at step k produces the same
-batches and losses from step k + 1 on as an uninterrupted run.
+batches and losses from step k + 1 on as an uninterrupted run. Both stages draw their noise, timesteps and
+condition dropout for the whole global batch (:func:`process_rows`), so its runs also agree across process counts
+(docs/training.md).
 
 Every entry point runs in the same order: check everything the run needs (:mod:`mmgt.training.preflight`; nothing
 is written yet), build the data and models, :func:`start_run` (disk space, run folder, config, resume), the loop,
@@ -65,10 +67,16 @@ def make_run_dir(output_root: str | os.PathLike, stage: str, name: str, resume: 
 
 
 def setup_accelerator(run_dir: Path, mixed_precision: str = "no", gradient_accumulation_steps: int = 1) -> Accelerator:
-    """An Accelerator writing to ``run_dir`` (one process, N CPU processes or multi-GPU: unchanged code)."""
+    """An Accelerator writing to ``run_dir`` (one process, N CPU processes or multi-GPU: unchanged code).
+
+    The LR schedules count optimiser steps, so the prepared scheduler steps once per ``lr_scheduler.step()``
+    (``step_scheduler_with_optimizer=False``); accelerate's default steps it once per process, which made the
+    warm-up N times shorter in N processes.
+    """
     return Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,
         project_config=ProjectConfiguration(project_dir=str(run_dir), automatic_checkpoint_naming=False),
     )
 
@@ -137,6 +145,16 @@ def check_free_space(path: Path, needed: int, what: str) -> None:
 def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
     """A torch generator for one (step, process, stream): the source of all randomness of that step."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1)[0]))
+
+
+def process_rows(batch_size: int, process_index: int) -> slice:
+    """This process's rows of a draw made for the whole global batch (``batch_size`` rows per process).
+
+    Drawing a step's noise and timesteps for the global batch from one (seed, step) generator on every process and
+    keeping these rows gives each sample the same draws whatever the number of processes: N processes with batch b
+    then train exactly like one process with batch N * b (up to the order of float sums in the gradient all-reduce).
+    """
+    return slice(process_index * batch_size, (process_index + 1) * batch_size)
 
 
 def seed_step(seed: int, step: int, rank: int = 0) -> None:

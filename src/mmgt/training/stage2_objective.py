@@ -15,11 +15,18 @@ from mmgt.config import Stage2Train
 from mmgt.diffusion.stage2 import min_snr_weights, noise_offset, v_target
 from mmgt.errors import MmgtError
 from mmgt.pipelines.pose_to_video import clip_pixels
+from mmgt.training.common import process_rows
 
 
 @torch.no_grad()
-def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torch.Generator | None) -> dict:
+def encode_batch(
+    batch: dict, vae: AutoencoderKL, image_encoder, generator: torch.Generator | None, share: tuple[int, int] = (0, 1)
+) -> dict:
     """Frozen encoders: target latents (posterior sample), reference latent (posterior mode, as at inference), CLIP.
+
+    ``share`` = (process index, number of processes): the posterior noise is drawn for the whole global batch and
+    this process keeps its rows (:func:`mmgt.training.common.process_rows`), so a sample's latents do not depend on
+    the number of processes.
 
     Returns:
         ``latents`` (B, C, F, h, w), ``ref_latents`` (B, C, h, w), ``clip_embeds`` (B, 1, D), ``pose_images``
@@ -31,7 +38,10 @@ def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torc
     poses = batch["poses"] if video else batch["pose"][:, :, None]  # (B, 3, F, H, W) in [0, 1]
     b, _, f, h, w = pixels.shape
     frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * f, 3, h, w).to(device, dtype)  # (B*F, 3, H, W), b-major
-    latents = vae.encode(frames).latent_dist.sample(generator=generator).float() * scale  # (B*F, C, h, w)
+    posterior = vae.encode(frames).latent_dist
+    eps = torch.randn((b * f * share[1], *posterior.mean.shape[1:]), generator=generator, dtype=posterior.mean.dtype)
+    eps = eps[process_rows(b * f, share[0])].to(device)  # = posterior.sample(generator) for one process
+    latents = (posterior.mean + posterior.std * eps).float() * scale  # (B*F, C, h, w)
     reference = batch["reference"].to(device, dtype)  # (B, 3, H, W)
     clip_in = clip_pixels(reference, image_encoder.config.image_size).to(device, image_encoder.dtype)
     return {
@@ -45,17 +55,28 @@ def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torc
 
 
 def stage2_loss(
-    trainee: nn.Module, scheduler, inputs: dict, generator: torch.Generator, cfg: Stage2Train, device
+    trainee: nn.Module,
+    scheduler,
+    inputs: dict,
+    generator: torch.Generator,
+    cfg: Stage2Train,
+    device,
+    share: tuple[int, int] = (0, 1),
 ) -> dict[str, torch.Tensor]:
-    """Noise, condition dropout, the v-prediction MSE with min-SNR weights (spec §5.5); returns named scalars."""
+    """Noise, condition dropout, the v-prediction MSE with min-SNR weights (spec §5.5); returns named scalars.
+
+    ``share`` = (process index, number of processes): every draw is made for the whole global batch and this process
+    keeps its rows, as in :func:`encode_batch`.
+    """
     obj = cfg.objective
     latents = inputs["latents"].to(device)
-    b = latents.shape[0]
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
-    noise = torch.randn(latents.shape, generator=generator).to(device)
-    noise = noise + noise_offset(latents, generator, obj.noise_offset)  # one extra value per (sample, channel)
-    keep_image = (torch.rand(b, generator=generator) >= obj.image_drop_prob).to(device)
-    keep_audio = (torch.rand(b, generator=generator) >= obj.audio_drop_prob).to(device)
+    b, rows, world = latents.shape[0], process_rows(latents.shape[0], share[0]), share[1]
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b * world,), generator=generator)[rows]
+    noise = torch.randn((b * world, *latents.shape[1:]), generator=generator)[rows].to(device)
+    whole = latents[:1].expand(b * world, *latents.shape[1:])  # the global batch's shape (no copy)
+    noise = noise + noise_offset(whole, generator, obj.noise_offset)[rows]  # one extra value per (sample, channel)
+    keep_image = (torch.rand(b * world, generator=generator)[rows] >= obj.image_drop_prob).to(device)
+    keep_audio = (torch.rand(b * world, generator=generator)[rows] >= obj.audio_drop_prob).to(device)
     timesteps = timesteps.to(device)
     noisy = scheduler.add_noise(latents, noise, timesteps)  # x_t = sqrt(ab) x0 + sqrt(1 - ab) eps
     cond = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs.items()}

@@ -26,6 +26,7 @@ from mmgt.training.common import (
     collate,
     log_losses,
     optimizer_step,
+    process_rows,
     save_checkpoint,
     seed_step,
     setup_accelerator,
@@ -107,19 +108,19 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
     )
     for step in bar:
         seed_step(cfg.seed, step, rank)
-        gen = step_generator(cfg.seed, step, rank)
+        gen = step_generator(cfg.seed, step)  # draws for the whole global batch, this process takes its rows
         batch = collate(
             [train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world, rank)]
         )
         x0 = batch["motion"].to(accelerator.device)  # (B, W, K, 3)
         cond, audio = batch["cond_pose"].to(x0), batch["audio"].to(x0)  # (B, K, 3), (B, W, D)
-        b = x0.shape[0]
+        b, rows = x0.shape[0], process_rows(x0.shape[0], rank)
         # Forward diffusion: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (spec §3.1 [decision]); t ~ U{0..T-1}.
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=gen).to(x0.device)
-        eps = torch.randn(x0.shape, generator=gen).to(x0)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (b * world,), generator=gen)[rows].to(x0.device)
+        eps = torch.randn((b * world, *x0.shape[1:]), generator=gen)[rows].to(x0)
         a = alphas_cumprod[t].view(b, 1, 1, 1).to(x0)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        drop = torch.rand(b, generator=gen) < accelerator.unwrap_model(model).config.cond_drop_prob  # CFG dropout
+        drop = torch.rand(b * world, generator=gen)[rows] < accelerator.unwrap_model(model).config.cond_drop_prob
         with accelerator.autocast():
             pred = model(x_t, t, cond, audio, drop_audio=drop.to(x0.device))  # x0 prediction (B, W, K, 3)
         losses = smga_loss(pred.float(), x0, accelerator.unwrap_model(model).config.face_indices, cfg.face_weight)

@@ -132,14 +132,14 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
     )
     for step in bar:
         seed_step(cfg.seed, step, rank)
-        gen = step_generator(cfg.seed, step, rank)
+        gen = step_generator(cfg.seed, step)  # draws for the whole global batch, this process takes its rows
         train_set.set_epoch(step * cfg.batch_size * world // len(train_set))
         batch = collate(
             [train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world, rank)]
         )
-        inputs = encode_batch(batch, vae, image_encoder, gen)
+        inputs = encode_batch(batch, vae, image_encoder, gen, (rank, world))
         with accelerator.autocast():
-            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device)
+            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device, (rank, world))
         optimizer_step(accelerator, losses["loss"], trainee.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
 
         done = step + 1
