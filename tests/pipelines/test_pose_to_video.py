@@ -295,7 +295,7 @@ def test_window_conditions_are_cached_within_the_budget(trained, monkeypatch):
 
 
 def cached_window_bytes(pipe) -> int:
-    return pipe.prepare_window(_poses(10), list(range(6)), None, ("uncond", "full")).nbytes
+    return pipe.prepare_window(_poses(10), list(range(6)), None).nbytes
 
 
 def test_frame_callback_streams_chunks_and_returns_no_frames(trained):
