@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_stage2_samplers.py ddim:12 dpmpp_2m:6 unipc:6:0.3-1 [--seeds 0 100] [--clips 16]
 
 Each spec is ``sampler:steps`` or ``sampler:steps:lo-hi`` (the guidance interval, as a fraction of the training
-timesteps; default: the model's). The bundled demo model (or ``--model``) regenerates the first ``--clips`` clips of
+timesteps; default 0-1: guidance at every step, whatever the model's default). The bundled demo model (or ``--model``) regenerates the first ``--clips`` clips of
 the ``test`` split of ``--data`` (held-out synthetic clips of the demo's training world, scored on their first
 ``--frames`` frames) with speech, one run per seed; each run prints one JSON line: the spec, the seed, the wall time
 and the mean PSNR, SSIM and mouth r (:func:`mmgt.training.validate_stage2.evaluate_stage2`), plus the per-clip values
@@ -28,13 +28,10 @@ METRICS = ("psnr", "ssim", "mouth_r")
 
 
 def parse_spec(spec: str) -> dict:
-    """``sampler:steps[:lo-hi]`` -> pipeline sampling overrides."""
+    """``sampler:steps[:lo-hi]`` -> pipeline sampling overrides (the interval 0-1 when not given)."""
     parts = spec.split(":")
-    settings = {"sampler": parts[0], "num_inference_steps": int(parts[1])}
-    if len(parts) > 2:
-        lo, hi = parts[2].split("-")
-        settings["guidance_interval"] = (float(lo), float(hi))
-    return settings
+    lo, hi = (parts[2] if len(parts) > 2 else "0-1").split("-")
+    return {"sampler": parts[0], "num_inference_steps": int(parts[1]), "guidance_interval": (float(lo), float(hi))}
 
 
 def main() -> None:
