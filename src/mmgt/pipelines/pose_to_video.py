@@ -79,7 +79,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
 
     Components: ``vae``, ``image_encoder`` (CLIP vision with projection), ``reference_unet`` (ReferenceNet, 2D),
     ``unet`` (UNetMotionModel), ``pose_guider``, ``audio_projection``, ``audio_adapter`` (MM-HAA weights, its own
-    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``; the sampler). The reference/MM-HAA
+    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``: the schedule every ``sampler`` runs
+    on, :func:`~mmgt.diffusion.stage2.make_stage2_sampler`). The reference/MM-HAA
     attention processors are installed in ``__init__``, so ``from_pretrained`` returns a working pipeline.
 
     Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
@@ -87,11 +88,12 @@ class PoseToVideoPipeline(DiffusionPipeline):
     trained: ``data.pose_mouth``; without them the mouth comes from the audio alone), ``motion_norm`` (the motion
     modules' GroupNorm statistics, ``"pooled"`` | ``"per_frame"``: :func:`~mmgt.models.denoising_unet.set_motion_norm`;
     ``None`` keeps what the UNet has, ``"pooled"`` for folders saved before the option) and the sampling defaults of
-    :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (steps, guidance, MM-HAA branch weights, context windows,
-    ``uncond_reference``), which every call argument left at ``None`` takes. ``uncond_reference`` is what the
-    unconditional CFG branch sees of the reference: ``"skip"`` (default) no ReferenceNet features, exactly what
-    training's image dropout shows the model (spec §5.5) and what the release's sampler does (spec §5.7, verified);
-    ``"zero_clip"``: the ReferenceNet run with a zero CLIP embedding, a branch training never produces.
+    :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (sampler, steps, guidance and its interval, MM-HAA branch
+    weights, context windows, ``uncond_reference``), which every call argument left at ``None`` takes.
+    ``uncond_reference`` is what the unconditional CFG branch sees of the reference: ``"skip"`` (default) no
+    ReferenceNet features, exactly what training's image dropout shows the model (spec §5.5) and what the release's
+    sampler does (spec §5.7, verified); ``"zero_clip"``: the ReferenceNet run with a zero CLIP embedding, a branch
+    training never produces.
 
     Modules run in whatever train/eval mode they are in (``from_pretrained`` gives eval mode); call ``.eval()`` on
     modules taken from a training loop before sampling.
