@@ -115,7 +115,7 @@ VIDEO_SAMPLING: dict[str, VideoSampling] = {
     "released": VideoSampling(),  # the authors' demo: DDIM 30, CFG 3.5, (1, 1, 2), no reference in CFG's negative
     # The bundled demo: fast on a laptop CPU. DPM-Solver++ 2M in 4 steps, CFG only at t >= 0.3 T: 7 UNet passes per
     # window instead of DDIM 12's 24, with PSNR/SSIM above DDIM 12's and mouth r within its seed noise
-    # (docs/performance.md, "Stage-2 sampling: measured trades").
+    # (docs/performance.md, "Quality: old vs new defaults").
     "tiny": VideoSampling(num_inference_steps=4, sampler="dpmpp_2m", guidance_interval=(0.3, 1.0)),
 }
 
