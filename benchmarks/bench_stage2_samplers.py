@@ -8,8 +8,9 @@ timesteps; default 0-1: guidance at every step, whatever the model's default). T
 ``--model``) regenerates the first ``--clips`` clips of the ``test`` split of ``--data`` (held-out synthetic clips of
 the demo's training world, scored on their first ``--frames`` frames) with speech, one run per seed; each run prints
 one JSON line: the spec, the seed, the wall time and the mean PSNR, SSIM and mouth r
-(:func:`mmgt.training.validate_stage2.evaluate_stage2`), plus the per-clip values for paired comparisons. The seed changes the initial noise of every clip: two seeds of the same settings give the
-run-to-run noise that a change of settings has to be compared with.
+(:func:`mmgt.training.validate_stage2.evaluate_stage2`), plus the per-clip values for paired comparisons. The seed
+changes the initial noise of every clip: two seeds of the same settings give the run-to-run noise that a change of
+settings has to be compared with.
 """
 
 from __future__ import annotations
