@@ -237,12 +237,14 @@ def test_without_flags_the_model_folders_sampling_values_are_used_and_flags_over
         str(files / "speech.wav"),
     ]
     assert main([*argv, "-o", str(tmp_path / "a.mp4")]) == 0  # no sampling flags at all
-    assert seen == [("stage1", 2, 1.5)] * 4 + [("stage2", 2.5)]  # 25 frames: 4 stage-1 windows of 8
+    # 25 frames: 4 stage-1 windows of 8; stage 2 builds its guidance and the conditional-only batch of the steps
+    # outside its guidance interval (scale 1).
+    assert seen == [("stage1", 2, 1.5)] * 4 + [("stage2", 2.5), ("stage2", 1.0)]
     assert steps == [3 * 4]  # 3 steps x 4 context windows (12 frames, overlap 4, closed loop: starts 0, 8, 16, 24)
     seen.clear(), steps.clear()
     flags = ["--steps", "1", "--guidance", "4", "--pose-steps", "1", "--pose-guidance", "1"]
     assert main([*argv, "-o", str(tmp_path / "b.mp4"), *flags]) == 0
-    assert seen == [("stage1", 1, 1.0)] * 4 + [("stage2", 4.0)] and steps == [1 * 4]
+    assert seen == [("stage1", 1, 1.0)] * 4 + [("stage2", 4.0), ("stage2", 1.0)] and steps == [1 * 4]
 
 
 def test_a_failure_mid_video_leaves_no_output_preview_or_intermediates(files, tmp_path, monkeypatch, capsys):

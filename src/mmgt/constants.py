@@ -17,6 +17,9 @@ MUX_SAMPLE_RATE = 48_000  # output audio tracks: keeps up to 24 kHz of the origi
 LIBROSA_HOP = 512  # EDGE-style music features: sr = FPS * hop = 12,800 Hz (spec §3.2)
 LIBROSA_SAMPLE_RATE = FPS * LIBROSA_HOP
 
+# Stage-2 samplers over the one saved schedule (built by mmgt.diffusion.stage2.make_stage2_sampler; CLI --sampler)
+VIDEO_SAMPLERS = ("ddim", "dpmpp_2m", "unipc")
+
 
 def num_frames_for(num_samples: int, sample_rate: int, fps: int = FPS) -> int:
     """Number of video/pose frames covering ``num_samples`` of audio: exactly ceil(duration * fps)."""

@@ -12,6 +12,7 @@ from mmgt.contracts import PoseSequence
 from mmgt.errors import ModelFolderError
 from mmgt.evaluation.video_regions import torso_colour
 from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
+from mmgt.pipelines.sampling_defaults import video_sampling
 from mmgt.utils.image_io import read_image
 from mmgt.utils.video_io import probe_video, read_video_frames
 
@@ -22,6 +23,9 @@ def test_bundled_demo_is_complete_and_small():
     assert size <= 30 * 2**20  # the brief's limit for committed weights
     pipe = MMGTPipeline.from_pretrained(assets.model)
     assert pipe.config["size"] == 128 and assets.reference_pose().num_frames == 1
+    # The folder samples as the tiny preset does (its motion modules trained on 8-frame windows).
+    assert pipe.stage2.sampling == video_sampling("tiny", window_frames=8)
+    assert pipe.stage2.sampling.sampler == "dpmpp_2m" and pipe.stage2.sampling.num_inference_steps == 4
 
 
 def test_missing_demo_says_how_to_rebuild_it(tmp_path):

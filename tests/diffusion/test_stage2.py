@@ -8,7 +8,15 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from mmgt.diffusion.stage2 import make_stage2_scheduler, min_snr_weights, noise_offset, snr, v_target
+from mmgt.constants import VIDEO_SAMPLERS
+from mmgt.diffusion.stage2 import (
+    make_stage2_sampler,
+    make_stage2_scheduler,
+    min_snr_weights,
+    noise_offset,
+    snr,
+    v_target,
+)
 from mmgt.errors import MmgtError
 
 
@@ -90,3 +98,23 @@ def test_noise_offset_shape_broadcast_and_determinism():
     assert torch.equal(
         noise_offset(latents, torch.Generator().manual_seed(7), strength=0.0), torch.zeros(2, 4, 1, 1, 1)
     )
+
+
+@pytest.mark.parametrize("sampler", VIDEO_SAMPLERS)
+def test_samplers_walk_the_saved_schedule(sampler):
+    saved = make_stage2_scheduler()
+    solver = make_stage2_sampler(saved, sampler)
+    assert (solver is saved) == (sampler == "ddim")
+    assert solver.config.prediction_type == "v_prediction" and solver.config.rescale_betas_zero_snr
+    solver.set_timesteps(4)
+    assert solver.timesteps.tolist() == [999, 749, 499, 249]  # trailing spacing: starts at pure noise
+    # The same alpha_bar, except the terminal zero that the multistep solvers clamp to 2^-24 (finite log-SNR).
+    torch.testing.assert_close(solver.alphas_cumprod[:-1], saved.alphas_cumprod[:-1])
+    assert saved.alphas_cumprod[-1] == 0 and solver.alphas_cumprod[-1] <= 2**-24
+    if sampler != "ddim":
+        assert make_stage2_sampler(saved, sampler) is not solver  # a fresh multistep history per run
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(MmgtError, match="dpmpp_2m"):
+        make_stage2_sampler(make_stage2_scheduler(), "euler")

@@ -316,7 +316,7 @@ def test_window_conditions_are_cached_within_the_budget(trained, monkeypatch):
 
 
 def cached_window_bytes(pipe) -> int:
-    return pipe.prepare_window(_poses(10), list(range(6)), None, ("uncond", "full")).nbytes
+    return pipe.prepare_window(_poses(10), list(range(6)), None).nbytes
 
 
 def test_frame_callback_streams_chunks_and_returns_no_frames(trained):
@@ -336,6 +336,66 @@ def test_other_diffusers_schedulers_work(scheduler_cls):
     pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     frames = _run(pipe, 5, num_inference_steps=3)
     assert frames.shape == (5, SIZE, SIZE, 3) and frames.std() > 1.0
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "unipc"])
+def test_multistep_samplers_run_on_the_saved_schedule_and_leave_it_alone(trained, sampler):
+    saved = trained.scheduler
+    frames = _run(trained, 5, sampler=sampler, num_inference_steps=3)
+    ddim = _run(trained, 5, num_inference_steps=3)
+    assert trained.scheduler is saved and type(saved).__name__ == "DDIMScheduler"
+    assert frames.shape == (5, SIZE, SIZE, 3) and frames.std() > 1.0
+    assert np.abs(frames.astype(int) - ddim).max() > 0  # another solver, another path from the same noise
+    # One step is first order in every solver, i.e. DDIM: x0 from v at t = T - 1. The solvers clamp the terminal
+    # alpha_bar to 2^-24 (DDIM keeps 0), so x0 = -v + 2^-12 x_T: equal within 2^-12 |x_T| (< 5 sigma of N(0, 1)).
+    one = _run(trained, 5, sampler=sampler, num_inference_steps=1, output_type="latent")
+    torch.testing.assert_close(one, _run(trained, 5, num_inference_steps=1, output_type="latent"), rtol=0, atol=2e-3)
+
+
+def test_guidance_interval_runs_the_negative_only_inside_it(trained, monkeypatch):
+    """Outside the interval a step runs the conditional branch alone: (0, 0) over 2 trailing steps (t = 999, 499)
+    guides none of them (= guidance off), (0.4, 1) guides both, (0.6, 1) the first only."""
+    batches = []
+    real_denoise = unet_module.denoise
+
+    def spy_denoise(unet, latents, t, clip, pose, inputs):
+        batches.append(int(t))
+        return real_denoise(unet, latents, t, clip, pose, inputs)
+
+    monkeypatch.setattr(unet_module, "denoise", spy_denoise)
+    wave = _wave(5)
+    off = _run(trained, audio=wave, guidance_scale=1.0, output_type="latent")
+    assert batches == [999, 499]
+    batches.clear()
+    never = _run(trained, audio=wave, guidance_interval=(0.0, 0.0), output_type="latent")
+    assert batches == [999, 499]
+    # The same computation, but the ReferenceNet ran on a batch of 2 ([zero CLIP; CLIP]): float rounding only.
+    torch.testing.assert_close(never, off, rtol=0, atol=1e-5)
+    batches.clear()
+    always = _run(trained, audio=wave, guidance_interval=(0.4, 1.0), output_type="latent")
+    assert batches == [999, 999, 499, 499]  # both branches (two calls: the negative skips the reference)
+    torch.testing.assert_close(always, _run(trained, audio=wave, output_type="latent"), rtol=0, atol=0)
+    batches.clear()
+    first = _run(trained, audio=wave, guidance_interval=(0.6, 1.0), output_type="latent")
+    assert batches == [999, 999, 499]
+    assert (first - always).abs().max() > 1e-4 and (first - never).abs().max() > 1e-4
+
+
+def test_sampler_and_guidance_interval_are_saved_and_checked(trained, tmp_path):
+    trained.set_sampling(sampler="unipc", guidance_interval=(0.2, 0.9))
+    try:
+        trained.save_pretrained(tmp_path)
+    finally:
+        trained.set_sampling(sampler="ddim", guidance_interval=(0.0, 1.0))
+    saved = json.loads((tmp_path / "model_index.json").read_text())
+    assert saved["sampler"] == "unipc" and saved["guidance_interval"] == [0.2, 0.9]
+    loaded = PoseToVideoPipeline.from_pretrained(tmp_path)
+    assert loaded.sampling.sampler == "unipc" and loaded.sampling.guidance_interval == (0.2, 0.9)
+    with pytest.raises(MmgtError, match="sampler must be one of"):
+        _run(trained, sampler="euler")
+    for bad in [(0.5, 0.2), (-0.1, 1.0), (0.0, 1.5)]:
+        with pytest.raises(MmgtError, match="guidance_interval"):
+            _run(trained, guidance_interval=bad)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -409,6 +469,23 @@ def test_mismatched_audio_projection_and_missing_encoder_are_refused(fresh):
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------------
+def test_cli_sampling_flags_are_the_pipeline_settings():
+    from mmgt.cli import pose2video
+    from mmgt.cli._common import video_sampling
+
+    parser = argparse.ArgumentParser()
+    pose2video.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["pose2video", "--model", "m", "--image", "i", "--pose", "p", "-o", "o.mp4", "--sampler", "dpmpp_2m"]
+        + ["--guidance-interval", "0.3", "1"]
+    )
+    assert video_sampling(args)["sampler"] == "dpmpp_2m" and video_sampling(args)["guidance_interval"] == [0.3, 1.0]
+    with pytest.raises(SystemExit):
+        parser.parse_args(
+            ["pose2video", "--model", "m", "--image", "i", "--pose", "p", "-o", "o", "--sampler", "euler"]
+        )
+
+
 def test_cli_writes_one_frame_per_pose_with_audio(trained, tmp_path, capsys):
     from mmgt.cli import pose2video
     from mmgt.utils.audio_io import save_audio

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmgt.constants import VIDEO_SAMPLERS
+
 
 def add_group(subparsers, name: str, help: str) -> argparse._SubParsersAction:
     """Add a command group (``mmgt NAME ...``) and return its own subparsers object."""
@@ -29,7 +31,9 @@ def load_stage2_pipeline(model, encoder=None):
 _POSE_FLAGS = {"steps": "num_inference_steps", "guidance": "guidance_scale", "sampler": "sampler"}
 _VIDEO_FLAGS = {
     "steps": "num_inference_steps",
+    "sampler": "sampler",
     "guidance": "guidance_scale",
+    "guidance_interval": "guidance_interval",
     "audio_guidance": "audio_guidance_scale",
     "window": "window_frames",
     "overlap": "overlap",
@@ -47,9 +51,19 @@ def add_pose_sampling_arguments(p: argparse.ArgumentParser, prefix: str = "") ->
 
 
 def add_video_sampling_arguments(p: argparse.ArgumentParser, windows: bool = True) -> None:
-    """Stage-2 sampling flags (default: the model's): steps, guidance, audio guidance and the context windows."""
+    """Stage-2 sampling flags (default: the model's): sampler, steps, guidance, audio guidance and the windows."""
     p.add_argument("--steps", type=int, default=None, help="stage-2 denoising steps (default: the model's)")
+    p.add_argument("--sampler", choices=VIDEO_SAMPLERS, default=None, help="stage-2 sampler (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="stage-2 CFG scale (default: the model's)")
+    p.add_argument(
+        "--guidance-interval",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="stage-2 CFG only at timesteps t with LO <= t / T <= HI, the conditional branch alone elsewhere "
+        "(0 1: every step; default: the model's)",
+    )
     if not windows:
         return
     p.add_argument(

@@ -8,8 +8,9 @@ drift apart (the release trains with scaled_linear betas and samples with linear
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, SchedulerMixin, UniPCMultistepScheduler
 
+from mmgt.constants import VIDEO_SAMPLERS
 from mmgt.errors import MmgtError
 
 NOISE_OFFSET = 0.05  # Official code: noise_offset 0.05 (spec §5.5)
@@ -38,6 +39,35 @@ def make_stage2_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
         set_alpha_to_one=True,
         steps_offset=0,
     )
+
+
+def make_stage2_sampler(scheduler: SchedulerMixin, sampler: str) -> SchedulerMixin:
+    """The scheduler that samples with ``sampler`` over the schedule of the saved ``scheduler``.
+
+    The samplers (:data:`~mmgt.constants.VIDEO_SAMPLERS`): DDIM (eta 0), DPM-Solver++ 2M (Lu et al. 2022) and UniPC
+    (bh2, Zhao et al. 2023), multistep solvers that reach DDIM's quality in fewer steps. ``"ddim"`` returns
+    ``scheduler`` itself (whatever class was saved). The multistep solvers copy its schedule (betas,
+    ``rescale_betas_zero_snr``, ``prediction_type``, ``timestep_spacing``) and end at sigma 0 (the clean sample, as
+    DDIM's last step with ``set_alpha_to_one``); with zero terminal SNR diffusers clamps alpha_bar at t = T - 1 to
+    2^-24, so their log-SNR stays finite. Each call gives a fresh solver: its multistep history belongs to one
+    sampling run.
+
+    Args:
+        scheduler: the pipeline's saved scheduler (:func:`make_stage2_scheduler` for models trained here).
+        sampler: one of :data:`~mmgt.constants.VIDEO_SAMPLERS`.
+
+    Raises:
+        MmgtError: an unknown sampler name.
+    """
+    if sampler == "ddim":
+        return scheduler
+    if sampler == "dpmpp_2m":
+        return DPMSolverMultistepScheduler.from_config(
+            scheduler.config, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
+        )
+    if sampler == "unipc":
+        return UniPCMultistepScheduler.from_config(scheduler.config, solver_order=2, final_sigmas_type="zero")
+    raise MmgtError(f"stage-2 sampler must be one of {VIDEO_SAMPLERS}, got {sampler!r}")
 
 
 def noise_offset(

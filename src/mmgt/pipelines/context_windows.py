@@ -64,22 +64,28 @@ def context_windows(num_frames: int, window: int = 12, overlap: int = 4, closed_
 
 @dataclass
 class WindowConditions:
-    """The timestep-independent inputs of one context window (w frames, n guidance branches).
+    """The timestep-independent inputs of one context window (w frames), shared by every guidance branch.
 
     Attributes:
-        pose_features: (w, C0, h, w) PoseGuider output, shared by the branches.
-        branch_masks: per UNet level (w, R, h_l, w_l) MM-HAA branch masks, shared by the branches.
-        audio_tokens: (n * w, N, D) audio tokens, branch-major (zeros in the branches without audio).
+        pose_features: (w, C0, h, w) PoseGuider output.
+        branch_masks: per UNet level (w, R, h_l, w_l) MM-HAA branch masks.
+        audio_tokens: (w, N, D) the speech's audio tokens (the unconditional ones without audio).
+        silent_tokens: (w, N, D) the unconditional audio tokens, read by the branches without audio.
     """
 
     pose_features: torch.Tensor
     branch_masks: list[torch.Tensor]
     audio_tokens: torch.Tensor
+    silent_tokens: torch.Tensor
+
+    def branch_audio_tokens(self, branches: tuple[str, ...]) -> torch.Tensor:
+        """(n * w, N, D) audio tokens of the guidance ``branches``, branch-major: speech in ``"full"`` only."""
+        return torch.cat([self.audio_tokens if b == "full" else self.silent_tokens for b in branches])
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.pose_features, self.audio_tokens, *self.branch_masks]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        tensors = {id(t): t for t in (self.pose_features, self.audio_tokens, self.silent_tokens, *self.branch_masks)}
+        return sum(t.numel() * t.element_size() for t in tensors.values())  # without audio the tokens are one tensor
 
 
 class WindowCache:

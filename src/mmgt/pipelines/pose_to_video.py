@@ -26,6 +26,7 @@ from mmgt.audio.windows import pad_to, stack_context
 from mmgt.constants import FPS, SAMPLE_RATE
 from mmgt.contracts import PoseSequence
 from mmgt.diffusion.guidance import Guidance
+from mmgt.diffusion.stage2 import make_stage2_sampler
 from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs
 from mmgt.models.audio_attention import AudioAttentionAdapter
@@ -58,12 +59,28 @@ class PoseToVideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | None
 
 
+@dataclass(frozen=True)
+class BranchBatch:
+    """The UNet batch of one denoising step: its guidance branches and their conditioning.
+
+    Attributes:
+        guidance: the branches (:attr:`Guidance.branches`) and how their outputs combine.
+        clip_embeds: (n_branches, 1, D) CLIP embeddings (zeros in ``uncond``).
+        reference: read-mode attention inputs holding the ReferenceNet features, layer -> (n_branches, N, C).
+    """
+
+    guidance: Guidance
+    clip_embeds: torch.Tensor
+    reference: AttnInputs
+
+
 class PoseToVideoPipeline(DiffusionPipeline):
     """MMGT stage II for any length: reference image + pose sequence (+ speech) -> video frames.
 
     Components: ``vae``, ``image_encoder`` (CLIP vision with projection), ``reference_unet`` (ReferenceNet, 2D),
     ``unet`` (UNetMotionModel), ``pose_guider``, ``audio_projection``, ``audio_adapter`` (MM-HAA weights, its own
-    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``; the sampler). The reference/MM-HAA
+    folder), ``scheduler`` (saved by training with ``make_stage2_scheduler``: the schedule every ``sampler`` runs
+    on, :func:`~mmgt.diffusion.stage2.make_stage2_sampler`). The reference/MM-HAA
     attention processors are installed in ``__init__``, so ``from_pretrained`` returns a working pipeline.
 
     Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
@@ -73,11 +90,12 @@ class PoseToVideoPipeline(DiffusionPipeline):
     ``None`` keeps what the UNet has, ``"pooled"`` for folders saved before the option), ``mask_variant`` (how the
     MM-HAA global branch mask is built, :data:`mmgt.pose.masks.MASK_VARIANTS`: ``"paper"`` for mmgt's models, a
     release variant for converted release weights) and the sampling defaults of
-    :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (steps, guidance, MM-HAA branch weights, context windows,
-    ``uncond_reference``), which every call argument left at ``None`` takes. ``uncond_reference`` is what the
-    unconditional CFG branch sees of the reference: ``"skip"`` (default) no ReferenceNet features, exactly what
-    training's image dropout shows the model (spec §5.5) and what the release's sampler does (spec §5.7, verified);
-    ``"zero_clip"``: the ReferenceNet run with a zero CLIP embedding, a branch training never produces.
+    :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (sampler, steps, guidance and its interval, MM-HAA branch
+    weights, context windows, ``uncond_reference``), which every call argument left at ``None`` takes.
+    ``uncond_reference`` is what the unconditional CFG branch sees of the reference: ``"skip"`` (default) no
+    ReferenceNet features, exactly what training's image dropout shows the model (spec §5.5) and what the release's
+    sampler does (spec §5.7, verified); ``"zero_clip"``: the ReferenceNet run with a zero CLIP embedding, a branch
+    training never produces.
 
     Modules run in whatever train/eval mode they are in (``from_pretrained`` gives eval mode); call ``.eval()`` on
     modules taken from a training loop before sampling.
@@ -105,7 +123,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
         motion_norm: str | None = None,
         mask_variant: str = "paper",
         num_inference_steps: int = _defaults.num_inference_steps,
+        sampler: str = _defaults.sampler,
         guidance_scale: float = _defaults.guidance_scale,
+        guidance_interval: list[float] | tuple[float, float] = _defaults.guidance_interval,
         audio_guidance_scale: float | None = _defaults.audio_guidance_scale,
         branch_weights: list[float] | tuple[float, ...] = _defaults.branch_weights,
         uncond_reference: str = _defaults.uncond_reference,
@@ -264,11 +284,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         return pad_to(np.asarray(features, dtype=np.float32), num_frames)
 
     def prepare_window(
-        self,
-        poses: PoseSequence,
-        frames: list[int],
-        audio_features: np.ndarray | None,
-        branches: tuple[str, ...],
+        self, poses: PoseSequence, frames: list[int], audio_features: np.ndarray | None
     ) -> WindowConditions:
         """Pose features, branch masks and audio tokens of one window (``poses`` in pixels of the output)."""
         device, dtype = self._execution_device, self.unet.dtype
@@ -285,13 +301,17 @@ class PoseToVideoPipeline(DiffusionPipeline):
             context = stack_context(np.arange(len(audio_features)), self.audio_projection.config.seq_len // 2)
             stacked = torch.from_numpy(audio_features[context[frames]])[None]  # (1, w, 5, L, D)
             tokens = self.audio_projection(stacked.to(device, self.audio_projection.dtype)).to(dtype)  # (w, N, D)
-        audio_tokens = torch.cat([tokens if b == "full" else zeros for b in branches])  # (n * w, N, D)
-        return WindowConditions(pose_features, masks, audio_tokens)
+        return WindowConditions(pose_features, masks, tokens, zeros)
 
     def prepare_latents(
-        self, num_frames: int, height: int, width: int, generator: torch.Generator | None
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | None,
+        scheduler: SchedulerMixin,
     ) -> torch.Tensor:
-        """(1, C, F, h, w) initial noise, scaled by the scheduler's ``init_noise_sigma``."""
+        """(1, C, F, h, w) initial noise, scaled by the sampling ``scheduler``'s ``init_noise_sigma``."""
         shape = (
             1,
             self.unet.config.in_channels,
@@ -300,7 +320,15 @@ class PoseToVideoPipeline(DiffusionPipeline):
             width // self.vae_scale_factor,
         )
         latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
-        return latents * self.scheduler.init_noise_sigma
+        return latents * scheduler.init_noise_sigma
+
+    def branch_batch(self, guidance: Guidance, full: BranchBatch) -> BranchBatch:
+        """The batch of ``guidance``'s branches, taken from ``full`` (a batch whose branches include them all)."""
+        if guidance.branches == full.guidance.branches:
+            return full
+        rows = [full.guidance.branches.index(b) for b in guidance.branches]
+        features = {name: value[rows] for name, value in full.reference.reference_features.items()}
+        return BranchBatch(guidance, full.clip_embeds[rows], replace(full.reference, reference_features=features))
 
     def predict(
         self,
@@ -308,9 +336,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         timestep: torch.Tensor,
         windows: list[list[int]],
         conditions: Callable[[int], WindowConditions],
-        clip_embeds: torch.Tensor,
-        attn_inputs: AttnInputs,
-        guidance: Guidance,
+        batch: BranchBatch,
         uncond_reference: str,
         on_window: Callable[[], object],
     ) -> torch.Tensor:
@@ -318,8 +344,8 @@ class PoseToVideoPipeline(DiffusionPipeline):
 
         Args:
             latents: (1, C, F, h, w) scheduler-scaled model input.
-            clip_embeds: (n_branches, 1, D) per-branch CLIP embeddings.
-            attn_inputs: read-mode inputs holding the reference features; audio/masks are set per window.
+            batch: the step's guidance branches and their CLIP embeddings and reference features; audio tokens and
+                masks are set per window.
             uncond_reference: ``"skip"``: the unconditional branch runs without reference attention.
 
         Returns:
@@ -327,20 +353,23 @@ class PoseToVideoPipeline(DiffusionPipeline):
         """
         total = torch.zeros_like(latents)
         counts = torch.zeros(latents.shape[2], device=latents.device, dtype=latents.dtype)
-        n = len(guidance.branches)
+        branches = batch.guidance.branches
         # "skip": the unconditional branch runs without reference attention, exactly as training's image dropout.
-        keep = torch.tensor([not (b == "uncond" and uncond_reference == "skip") for b in guidance.branches])
+        keep = torch.tensor([not (b == "uncond" and uncond_reference == "skip") for b in branches])
         for k, frames in enumerate(windows):
             cond = conditions(k)
             index = torch.tensor(frames, device=latents.device)
             inputs = replace(  # shares the reference-feature dict
-                attn_inputs, audio_tokens=cond.audio_tokens, branch_masks=cond.branch_masks, num_frames=len(frames)
+                batch.reference,
+                audio_tokens=cond.branch_audio_tokens(branches),
+                branch_masks=cond.branch_masks,
+                num_frames=len(frames),
             )
-            window = latents[:, :, index].repeat(n, 1, 1, 1, 1)  # (n, C, w, h, w): one copy per branch
+            window = latents[:, :, index].repeat(len(branches), 1, 1, 1, 1)  # (n, C, w, h, w): one per branch
             out = denoise_with_reference_dropout(
-                self.unet, window, timestep, clip_embeds, cond.pose_features, inputs, keep
+                self.unet, window, timestep, batch.clip_embeds, cond.pose_features, inputs, keep
             )  # (n, C, w, h, w)
-            total.index_add_(2, index, guidance.combine(out))
+            total.index_add_(2, index, batch.guidance.combine(out))
             counts.index_add_(0, index, torch.ones_like(index, dtype=counts.dtype))
             on_window()
         return total / counts.view(1, 1, -1, 1, 1)  # every frame is in >= 1 window
@@ -354,9 +383,10 @@ class PoseToVideoPipeline(DiffusionPipeline):
             pixels = (pixels / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
             yield pixels.permute(0, 2, 3, 1).cpu().numpy()
 
-    def _extra_step_kwargs(self, generator: torch.Generator | None) -> dict:
+    @staticmethod
+    def _extra_step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None) -> dict:
         """``generator`` for the schedulers whose ``step`` draws noise (e.g. Euler ancestral); DDIM uses eta = 0."""
-        return {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
     # -----------------------------------------------------------------------------------------------------------------
     # Sampling
@@ -371,7 +401,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int | None = None,
+        sampler: str | None = None,
         guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         audio_guidance_scale: float | None = None,
         branch_weights: tuple[float, ...] | None = None,
         uncond_reference: str | None = None,
@@ -397,7 +429,11 @@ class PoseToVideoPipeline(DiffusionPipeline):
             audio: the speech, or None for pose-only mode (zero audio tokens, spec §5.7).
             height, width: output size, multiples of 8; default: the pose canvas size.
             num_inference_steps: scheduler steps (spec: 30).
+            sampler: ``"ddim"`` (spec), ``"dpmpp_2m"`` or ``"unipc"``, on the saved schedule
+                (:func:`~mmgt.diffusion.stage2.make_stage2_sampler`).
             guidance_scale: CFG scale s on the v-output (spec: 3.5); 1 turns CFG off.
+            guidance_interval: (lo, hi): CFG only at the steps with lo <= t / T <= hi, the conditional branch alone
+                elsewhere (spec: (0, 1), every step; see :class:`~mmgt.pipelines.sampling_defaults.VideoSampling`).
             audio_guidance_scale: separate audio scale s_a (three-branch CFG, see
                 :class:`~mmgt.diffusion.guidance.Guidance`); None in the model = one scale for image and audio.
             branch_weights: MM-HAA branch weights (w_global, w_face_hands, w_lips) (spec §5.3: (1, 1, 2)).
@@ -431,42 +467,42 @@ class PoseToVideoPipeline(DiffusionPipeline):
 
         # 1. Reference: VAE latent and CLIP image embedding.
         ref_latents, clip_embeds = self.encode_reference_image(image, self._execution_device, dtype)
-        # 2. ReferenceNet once per video (write mode), for the conditional and the zero-CLIP branch.
-        reference = AttnInputs(
-            mode="read",
-            reference_features=self.prepare_reference_features(ref_latents, clip_embeds, branches),
-            branch_weights=sampling.branch_weights,
+        # 2. ReferenceNet once per video (write mode), for the conditional and the zero-CLIP branch. Steps outside the
+        #    guidance interval run the conditional branch alone.
+        guided = BranchBatch(
+            guidance,
+            torch.cat([torch.zeros_like(clip_embeds) if b == "uncond" else clip_embeds for b in branches]),
+            AttnInputs(
+                mode="read",
+                reference_features=self.prepare_reference_features(ref_latents, clip_embeds, branches),
+                branch_weights=sampling.branch_weights,
+            ),
         )
-        branch_embeds = torch.cat([torch.zeros_like(clip_embeds) if b == "uncond" else clip_embeds for b in branches])
+        unguided = self.branch_batch(Guidance(1.0), guided)
         # 3. Audio features for all F frames (projected per window in step 5).
         audio_features = self.prepare_audio_features(audio, poses.num_frames)
-        # 4. Timesteps and initial noise for the whole sequence.
-        self.scheduler.set_timesteps(sampling.num_inference_steps, device=self._execution_device)
-        latents = self.prepare_latents(poses.num_frames, height, width, generator)
-        extra_step_kwargs = self._extra_step_kwargs(generator)
+        # 4. The sampler on the saved schedule, its timesteps and the initial noise for the whole sequence.
+        scheduler = make_stage2_sampler(self.scheduler, sampling.sampler)
+        scheduler.set_timesteps(sampling.num_inference_steps, device=self._execution_device)
+        latents = self.prepare_latents(poses.num_frames, height, width, generator, scheduler)
+        extra_step_kwargs = self._extra_step_kwargs(scheduler, generator)
 
         # 5. Denoise: per timestep, every window (cached conditions), averaged on overlaps, one scheduler step.
         cache = WindowCache(condition_cache_mb * 2**20, len(windows))
 
         def conditions(k: int) -> WindowConditions:
-            return cache.get(k, lambda: self.prepare_window(poses, windows[k], audio_features, branches))
+            return cache.get(k, lambda: self.prepare_window(poses, windows[k], audio_features))
 
-        total = len(self.scheduler.timesteps) * len(windows)
+        num_train_timesteps = scheduler.config.num_train_timesteps
+        total = len(scheduler.timesteps) * len(windows)
         with self.progress_bar(total=total) if progress else tqdm(total=total, disable=True) as bar:
-            for t in self.scheduler.timesteps:
-                model_input = self.scheduler.scale_model_input(latents, t)
+            for t in scheduler.timesteps:
+                model_input = scheduler.scale_model_input(latents, t)
+                batch = guided if sampling.guided_at(t, num_train_timesteps) else unguided
                 prediction = self.predict(
-                    model_input,
-                    t,
-                    windows,
-                    conditions,
-                    branch_embeds,
-                    reference,
-                    guidance,
-                    sampling.uncond_reference,
-                    bar.update,
+                    model_input, t, windows, conditions, batch, sampling.uncond_reference, bar.update
                 )
-                latents = self.scheduler.step(prediction, t, latents, **extra_step_kwargs).prev_sample
+                latents = scheduler.step(prediction, t, latents, **extra_step_kwargs).prev_sample
 
         # 6. Decode in chunks: streamed to the callback, or collected.
         if output_type == "latent":
