@@ -129,7 +129,7 @@ def test_pose_mouth_false_shows_the_pose_guider_no_mouth_dots_and_is_saved(train
 
 def test_mask_variant_is_saved_and_builds_the_global_branch(fresh, tmp_path):
     def global_and_lips(pipe):
-        masks = pipe.prepare_window(_poses(6), list(range(6)), None, ("full",)).branch_masks[0]  # (6, 3, 8, 8)
+        masks = pipe.prepare_window(_poses(6), list(range(6)), None).branch_masks[0]  # (6, 3, 8, 8)
         return masks[:, 0], masks[:, 2]
 
     assert fresh.config.mask_variant == "paper"
