@@ -1,4 +1,4 @@
-"""`mmgt train syncnet`: batches (positives in sync, negatives shifted), exact resume, export, the acceptance measures."""
+"""`mmgt train syncnet`: batches (in sync, shifted, other clips), exact resume, export, the acceptance measures."""
 
 from __future__ import annotations
 
