@@ -24,8 +24,6 @@ from mmgt.pipelines.pose_to_video import clip_pixels
 from mmgt.training.lipsync_data import SyncClips
 from mmgt.training.stage2_components import load_folder
 
-DECODE_MARGIN = 2  # latent pixels decoded around the mouth squares (the decoder's context at the window's edge)
-
 
 @torch.no_grad()
 def encode_batch(batch: dict, vae: AutoencoderKL, image_encoder, generator: torch.Generator | None) -> dict:
@@ -120,7 +118,7 @@ class SyncTerm:
 
     Args:
         expert: a trained :class:`LipSyncExpert` (frozen here: eval mode, no gradients to its weights).
-        vae: the frozen VAE that decodes the mouth window of the latents (gradients flow through it to the latents).
+        vae: the frozen VAE that decodes the predicted frames (gradients flow through it to the latents).
         clips: the training clips' mouth squares and audio features (:class:`SyncClips` over the dataset's records).
         size: the training frame side (the dataset resizes frames and poses to it).
     """
@@ -154,32 +152,22 @@ class SyncTerm:
             squares: (B, F, 7) mouth squares in the pixels of the size² frames.
             audio: (B, F, A) the expert's audio features of the same frames.
         """
-        b, _, f, h, w = x0.shape
+        b, _, f = x0.shape[:3]
         if f < self.frames:
             raise MmgtError(f"the sync loss needs windows of >= {self.frames} frames, got {f} (data.num_frames)")
-        factor = self.size // w  # pixels per latent pixel (8)
         crop_size, out = self.expert.config.crop_size, []
+        dtype = next(self.vae.parameters()).dtype
         for i in range(b):
-            top, left, bottom, right = _latent_window(squares[i], factor, h, w)
-            latents = x0[i, :, :, top:bottom, left:right].transpose(0, 1)  # (F, C, hh, ww)
-            param = next(self.vae.parameters())
-            pixels = self.vae.decode(latents.to(param.dtype) / self.vae.config.scaling_factor).sample
-            crops = crop_mouths(pixels, squares[i], crop_size, origin=(left * factor, top * factor))  # (F, 3, S, S)
+            # Whole frames: the decoder's GroupNorm and mid-block attention see the whole latent, so a decoded window
+            # around the mouth is not the frame's decode there (docs/stage2.md, measured).
+            latents = x0[i].transpose(0, 1).to(dtype) / self.vae.config.scaling_factor  # (F, C, h, w)
+            pixels = self.vae.decode(latents).sample  # (F, 3, H, W), gradients flow to x0
+            crops = crop_mouths(pixels, squares[i], crop_size)  # (F, 3, S, S)
             starts = range(f - self.frames + 1)
             windows = torch.stack([crops[t : t + self.frames].transpose(0, 1) for t in starts])  # (W, 3, 5, S, S)
             sounds = torch.stack([audio[i, t : t + self.frames] for t in starts]).to(windows.device)  # (W, 5, A)
             out.append(F.softplus(-self.expert(windows, sounds.float())).mean())  # BCE against "in sync"
         return torch.stack(out)
-
-
-def _latent_window(squares: torch.Tensor, factor: int, h: int, w: int) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) latent indices covering every frame's mouth square plus DECODE_MARGIN."""
-    sq = squares.double()
-    reach = sq[:, 6:7] * (sq[:, 2:4].abs() + sq[:, 4:6].abs())  # (F, 2) half-extent of the rotated square in x, y
-    low, high = (sq[:, :2] - reach).min(0).values, (sq[:, :2] + reach).max(0).values  # pixels (x, y)
-    left, top = (int(v) for v in (low / factor).floor().long() - DECODE_MARGIN)
-    right, bottom = (int(v) for v in (high / factor).floor().long() + 1 + DECODE_MARGIN)
-    return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
 
 
 def lip_loss_weights(masks: list[torch.Tensor] | None, shape: torch.Size, lip_weight: float) -> torch.Tensor | None:
