@@ -9,11 +9,15 @@ import pytest
 import torch
 
 from mmgt.config import SyncNetData, SyncNetTrain, load_config
-from mmgt.errors import ConfigError
+from mmgt.contracts import PoseSequence
+from mmgt.errors import ConfigError, MmgtError
+from mmgt.evaluation.syncnet import lse_from_distances, offset_distances
 from mmgt.models.lipsync import LipSyncExpert
 from mmgt.training.common import latest_checkpoint
-from mmgt.training.lipsync_data import SyncClips, sync_accuracy, training_batch
+from mmgt.training.lipsync_data import SyncClips, clip_embeddings, sync_accuracy, training_batch, video_lse
 from mmgt.training.train_syncnet import main
+from mmgt.utils.audio_io import load_audio
+from mmgt.utils.video_io import read_video_frames
 
 TINY = ["batch_size=4", "log_every=1", "checkpoint_every=2", "validation.every=2", "optim.warmup_steps=1"]
 
@@ -117,3 +121,19 @@ def test_bad_values_fail_before_anything_is_written(synth_dataset, tmp_path):
     with pytest.raises(ConfigError, match="model.overrides.crop: not a LipSyncExpert argument"):
         main(_cfg(synth_dataset, tmp_path, "bad", 2, ["model.overrides.crop=3"]))
     assert not (tmp_path / "syncnet").exists()
+
+
+def test_video_lse_scores_a_video_like_the_validation(synth_dataset):
+    torch.manual_seed(0)
+    expert = LipSyncExpert.from_preset("tiny").eval()
+    clips = SyncClips(synth_dataset, "test", crop_size=32)
+    rec = clips.records[0]
+    frames = read_video_frames(rec.path(synth_dataset, "video"))
+    poses = PoseSequence.load(rec.path(synth_dataset, "keypoints"))
+    wave = load_audio(rec.path(synth_dataset, "audio"), sample_rate=rec.sample_rate)
+    d, c, offset = video_lse(expert, frames, poses, wave, rec.sample_rate)
+    # The same windows as the validation's (which crops once to uint8): equal up to that rounding.
+    ref_d, ref_c, ref_offset = lse_from_distances(offset_distances(*clip_embeddings(expert, clips, 0)))
+    assert d == pytest.approx(ref_d, abs=2e-3) and c == pytest.approx(ref_c, abs=2e-3) and offset == ref_offset
+    with pytest.raises(MmgtError, match="at least 6 frames"):
+        video_lse(expert, frames[:5], poses[:5], wave, rec.sample_rate)

@@ -22,7 +22,7 @@ from mmgt.data.manifest import ClipRecord, read_manifest
 from mmgt.errors import MmgtError
 from mmgt.evaluation.syncnet import lse_from_distances, offset_distances
 from mmgt.evaluation.video_regions import mouth_squares
-from mmgt.models.lipsync import LipSyncExpert, crop_mouths
+from mmgt.models.lipsync import LIP_FRAMES, LipSyncExpert, crop_mouths
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.video_io import read_video_frames
 
@@ -165,6 +165,44 @@ def clip_embeddings(expert: LipSyncExpert, clips: SyncClips, clip: int) -> tuple
     crops = torch.stack([clips.window_crops(clip, t) for t in starts]).to(p.device, p.dtype)
     audio = torch.stack([clips.window_audio(clip, t) for t in starts]).to(p.device, p.dtype)
     return expert.video_embedding(crops).float().cpu(), expert.audio_embedding(audio).float().cpu()
+
+
+@torch.no_grad()
+def video_lse(
+    expert: LipSyncExpert, frames: np.ndarray, poses: PoseSequence, wave: np.ndarray, sample_rate: int
+) -> tuple[float, float, int]:
+    """Sync-D, Sync-C and the AV offset of one video with the expert (LSE's definitions, ``mmgt.evaluation.syncnet``).
+
+    Args:
+        expert: a trained expert.
+        frames: (F, H, W, 3) uint8 RGB video at 25 fps (generated or real).
+        poses: the F poses the video follows (the mouth squares come from them, as in training).
+        wave: (S,) mono audio aligned with frame 0.
+        sample_rate: its rate in Hz.
+
+    Returns:
+        ``(sync_d, sync_c, offset)``; offset > 0: the audio leads.
+
+    Raises:
+        MmgtError: fewer than 6 frames, or no frame shows the lips, nose and eye corners.
+    """
+    audio = mel_features(wave, sample_rate).astype(np.float32)
+    count = min(len(frames), poses.num_frames, len(audio))
+    if count < 6:
+        raise MmgtError(f"Sync-C/D with the lip-sync expert needs at least 6 frames of video and audio, got {count}")
+    squares = mouth_squares(poses[:count], *frames.shape[1:3])
+    seen = np.flatnonzero(np.isfinite(squares).all(axis=1))
+    if not len(seen):
+        raise MmgtError("no frame shows the lips, nose and eye corners: no mouth crops for the lip-sync expert")
+    squares = squares[seen[np.abs(np.arange(count)[:, None] - seen[None]).argmin(axis=1)]]  # nearest seen frame
+    p = next(expert.parameters())
+    pixels = torch.from_numpy(np.ascontiguousarray(frames[:count])).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    crops = crop_mouths(pixels, torch.from_numpy(squares).float(), expert.config.crop_size)  # (F, 3, S, S)
+    starts = range(count - LIP_FRAMES + 1)
+    windows = torch.stack([crops[t : t + LIP_FRAMES].transpose(0, 1) for t in starts]).to(p.device, p.dtype)
+    sounds = torch.stack([torch.from_numpy(audio[t : t + LIP_FRAMES]) for t in starts]).to(p.device, p.dtype)
+    video_emb, audio_emb = expert.video_embedding(windows).float().cpu(), expert.audio_embedding(sounds).float().cpu()
+    return lse_from_distances(offset_distances(video_emb, audio_emb))
 
 
 @torch.no_grad()
