@@ -10,11 +10,19 @@ import torch
 
 from mmgt.config import SyncNetData, SyncNetTrain, load_config
 from mmgt.contracts import PoseSequence
+from mmgt.data.manifest import read_manifest
 from mmgt.errors import ConfigError, MmgtError
 from mmgt.evaluation.syncnet import lse_from_distances, offset_distances
 from mmgt.models.lipsync import LipSyncExpert
 from mmgt.training.common import latest_checkpoint
-from mmgt.training.lipsync_data import SyncClips, clip_embeddings, sync_accuracy, training_batch, video_lse
+from mmgt.training.lipsync_data import (
+    ExpertSyncScorer,
+    SyncClips,
+    clip_embeddings,
+    sync_accuracy,
+    training_batch,
+    video_lse,
+)
 from mmgt.training.train_syncnet import main
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.video_io import read_video_frames
@@ -137,3 +145,17 @@ def test_video_lse_scores_a_video_like_the_validation(synth_dataset):
     assert d == pytest.approx(ref_d, abs=2e-3) and c == pytest.approx(ref_c, abs=2e-3) and offset == ref_offset
     with pytest.raises(MmgtError, match="at least 6 frames"):
         video_lse(expert, frames[:5], poses[:5], wave, rec.sample_rate)
+
+
+def test_expert_scorer_reads_the_clip_keypoints(synth_dataset, tmp_path):
+    torch.manual_seed(0)
+    LipSyncExpert.from_preset("tiny").save_pretrained(tmp_path / "expert")
+    scorer = ExpertSyncScorer(tmp_path / "expert", synth_dataset, "test")
+    rec = read_manifest(synth_dataset, "test")[0]
+    frames = read_video_frames(rec.path(synth_dataset, "video"))
+    wave = load_audio(rec.path(synth_dataset, "audio"), sample_rate=16000)
+    poses = PoseSequence.load(rec.path(synth_dataset, "keypoints"))
+    assert scorer(rec.id, frames, wave) == video_lse(scorer.expert, frames, poses, wave, 16000)
+    assert "not syncnet_v2" in scorer.label
+    with pytest.raises(MmgtError, match="has no keypoints"):
+        scorer("elsewhere", frames, wave)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mmgt.audio.mel import mel_features
+from mmgt.constants import SAMPLE_RATE
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import ClipRecord, read_manifest
 from mmgt.errors import MmgtError
@@ -239,3 +240,28 @@ def sync_accuracy(expert: LipSyncExpert, clips: SyncClips) -> dict[str, float]:
         "sync_d": float(np.mean(lse_d)),
         "sync_c": float(np.mean(lse_c)),
     }
+
+
+class ExpertSyncScorer:
+    """Sync-C/D of a dataset's clips with a trained lip-sync expert, for ``mmgt eval video`` without syncnet_v2.
+
+    Called with a clip id, its (F, H, W, 3) uint8 frames (real or generated: stage 2 follows the clip's poses) and
+    its 16 kHz speech, it returns ``(sync_d, sync_c, offset)`` (:func:`video_lse`); the mouth squares come from the
+    clip's keypoints in the dataset. The numbers are on this expert's scale, not syncnet_v2's (``label`` says so).
+
+    Args:
+        folder: a ``mmgt train syncnet`` export.
+        root: the dataset folder of the real clips.
+        split: its split.
+    """
+
+    def __init__(self, folder: str | Path, root: str | Path, split: str = "test"):
+        self.folder = Path(folder)
+        self.expert = LipSyncExpert.from_pretrained(self.folder).eval()
+        self.keypoints = {rec.id: rec.path(Path(root), "keypoints") for rec in read_manifest(root, split)}
+        self.label = f"mmgt lip-sync expert {self.folder} (head-fixed mouth crops, log-mel audio; not syncnet_v2)"
+
+    def __call__(self, clip_id: str, frames: np.ndarray, wave: np.ndarray) -> tuple[float, float, int]:
+        if clip_id not in self.keypoints:
+            raise MmgtError(f"clip {clip_id!r} has no keypoints in the dataset: the lip-sync expert cannot crop it")
+        return video_lse(self.expert, frames, PoseSequence.load(self.keypoints[clip_id]), wave, SAMPLE_RATE)
