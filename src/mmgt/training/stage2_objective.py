@@ -159,7 +159,7 @@ class SyncTerm:
         dtype = next(self.vae.parameters()).dtype
         for i in range(b):
             # Whole frames: the decoder's GroupNorm and mid-block attention see the whole latent, so a decoded window
-            # around the mouth is not the frame's decode there (docs/stage2.md, measured).
+            # around the mouth is not the frame's decode there (measured in docs/lipsync.md).
             latents = x0[i].transpose(0, 1).to(dtype) / self.vae.config.scaling_factor  # (F, C, h, w)
             pixels = self.vae.decode(latents).sample  # (F, 3, H, W), gradients flow to x0
             crops = crop_mouths(pixels, squares[i], crop_size)  # (F, 3, S, S)
