@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/weights.txt
 		print(f'librosa kernels compiled and cached in {warm_up():.0f} s')"
 	touch $(STAMP)
 
+# Shuffled order (pytest-randomly; `-p randomly` fails loudly if it is missing); the seed is printed at the end.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p randomly $(PYTEST_ARGS)
 
 test-slow: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Sanity of FID and FVD with the real weights: a real set against an independent real set, a blurred copy and a
 temporally shuffled copy (docs/evaluation.md).
 
-    python benchmarks/eval_sanity.py DATASET [--clips 16] [--fid-stride 4] [--blur 2.0]
+    python benchmarks/eval_sanity.py DATASET [--clips 16] [--fid-stride 4] [--fvd-clips N] [--blur 2.0]
 
 The reference set is the dataset's ``val`` split, the evaluated set its ``test`` split (different clips of the same
 speakers). Expected: FID and FVD of real vs independent real far below real vs blurred; FVD of real vs shuffled far
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--fid-stride", type=int, default=4)
+    parser.add_argument("--fvd-clips", type=int, default=None, help="FVD on the first N 16-frame clips of each video")
     parser.add_argument("--blur", type=float, default=2.0, help="Gaussian blur sigma in px")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
         start = time.perf_counter()
         fid = np.concatenate([inception_features(inception, c[:: args.fid_stride]) for c in clips])
         mid = time.perf_counter()
-        fvd = np.concatenate([i3d_features(i3d, video_clips(c)) for c in clips])
+        fvd = np.concatenate([i3d_features(i3d, video_clips(c)[: args.fvd_clips]) for c in clips])
         features[name] = (fid, fvd)
         seconds[name] = (mid - start, time.perf_counter() - mid)
         took = f"{len(fid)} FID frames in {seconds[name][0]:.0f} s, {len(fvd)} FVD clips in {seconds[name][1]:.0f} s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mmgt.audio.features import feature_spec, stage1_feature_dim
@@ -67,3 +68,10 @@ def tiny_stage2(perturb: tuple[str, ...] = (), seed: int = 0, spec: dict | None 
         if isinstance(component, torch.nn.Module):
             component.eval()  # as from_pretrained leaves them (train-mode VAE decoding differs in the last bits)
     return pipe
+
+
+def assert_same_pictures(a: np.ndarray, b: np.ndarray) -> None:
+    """Two encodes of the same frames: same shape, decoded pixels within x264's run-to-run wobble."""
+    assert a.shape == b.shape
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    assert diff.mean() < 1.0 and diff.max() <= 16, (diff.mean(), diff.max())

@@ -16,6 +16,22 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Seed torch's global RNG before each test and its fixtures (model inits draw from it), so no test depends on
+    which tests ran before it; pytest-randomly does the same for ``random`` and ``numpy.random``."""
+    import torch
+
+    torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Print pytest-randomly's seed at the end even under ``-q`` (which hides the report header)."""
+    if config.pluginmanager.has_plugin("randomly"):
+        seed = config.getoption("randomly_seed")
+        terminalreporter.write_line(f"Using --randomly-seed={seed} (pass it again to replay this test order)")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny models run faster on one thread than two on the 2-core CI machine (less contention)."""

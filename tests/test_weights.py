@@ -4,11 +4,16 @@ model folder written by MMGTPipeline.save_pretrained. Everything is built from c
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -325,3 +330,371 @@ def test_sd15_configs_read_the_base_folder(step):
     else:
         assert cfg.data.encoder == "weights/sd15/wav2vec2" and cfg.motion_adapter == "weights/sd15/motion_adapter"
         assert cfg.init_from == "runs/stage2/sd15_image/final"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# `mmgt weights convert-released`: the manifest of the release's layout, filled with random tensors (T1)
+# ---------------------------------------------------------------------------------------------------------------------
+MANIFEST = json.loads((ROOT / "src" / "mmgt" / "weights" / "released_manifest" / "stage2.json").read_text())
+STAGE2_FILE = MANIFEST["checkpoint"]
+STAGE1_FILE = "stage_1/audio2pose_best_model.pt"  # the agreed name (mmgt.weights.released_stage1.STAGE1_CHECKPOINT)
+
+
+def _release_state(size: str, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The release's stage-2 state dict at a preset's sizes: random values, the sinusoids where it stores them."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in MANIFEST["shapes"][size].items():
+        if key.endswith("pos_encoder.pe"):  # (1, max_len, C): what the release computes at construction
+            state[key] = SinusoidalPositionalEmbedding(shape[2], shape[1]).pe  # real even on "meta": it is compared
+        elif device == "meta":
+            state[key] = torch.empty(shape, device="meta")
+        else:
+            state[key] = torch.randn(shape, generator=g)
+    return state
+
+
+def _stage1_stub():
+    """A stand-in for mmgt.weights.released_stage1 (the stage-1 half of the converter) with the agreed signature."""
+    import types
+
+    from mmgt.models.gesture_denoiser import PRESETS as STAGE1_PRESETS
+
+    def convert_stage1(state):
+        return dict(state), {**STAGE1_PRESETS["tiny"], "audio_dim": 35 + SPEECH["hidden_size"]}, ["freqs: recomputed"]
+
+    return types.SimpleNamespace(STAGE1_CHECKPOINT=STAGE1_FILE, convert_stage1=convert_stage1)
+
+
+@pytest.fixture
+def stage1_stub(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mmgt.weights.released_stage1", _stage1_stub())
+
+
+@pytest.fixture(scope="module")
+def release_template(tmp_path_factory) -> Path:
+    """A release folder at the released_tiny sizes: net-32500.pth with `module.` prefixes, and a stage-1 file."""
+    from mmgt.models.gesture_denoiser import GestureDenoiser
+
+    root = tmp_path_factory.mktemp("release") / "MMGT_pretrained"
+    (root / "stage_2" / "process_2").mkdir(parents=True)
+    state = {f"module.{k}": v for k, v in _release_state("released_tiny").items()}
+    torch.save(state, root / STAGE2_FILE)
+    (root / "stage_1").mkdir()
+    torch.manual_seed(0)
+    ema = GestureDenoiser.from_preset("tiny", audio_dim=35 + SPEECH["hidden_size"]).state_dict()
+    torch.save({"ema_state_dict": ema, "model_state_dict": ema, "epoch": 7}, root / STAGE1_FILE)
+    return root
+
+
+@pytest.fixture
+def release(release_template, tmp_path) -> Path:
+    return Path(shutil.copytree(release_template, tmp_path / "release"))
+
+
+def _convert(release: Path, base: Path, out: Path, *extra: str) -> int:
+    return main(["weights", "convert-released", str(release), "--base", str(base), "-o", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def converted(release_template, base_template, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("converted") / "mmgt_released"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "mmgt.weights.released_stage1", _stage1_stub())
+        assert _convert(release_template, base_template, out, "--preset", "released_tiny", "--size", "64") == 0
+    return out
+
+
+def test_converted_release_is_a_model_folder_with_the_released_settings(converted, capsys):
+    code, lines = _check(capsys, converted)
+    assert code == 0 and lines[-1] == "all 5 required parts ok", "\n".join(lines)
+    stage2 = json.loads((converted / "stage2" / "model_index.json").read_text())
+    assert stage2["motion_norm"] == "per_frame" and stage2["uncond_reference"] == "skip"
+    assert (stage2["num_inference_steps"], stage2["guidance_scale"], stage2["branch_weights"]) == (30, 3.5, [1, 1, 2])
+    scheduler = json.loads((converted / "stage2" / "scheduler" / "scheduler_config.json").read_text())
+    assert (scheduler["beta_schedule"], scheduler["prediction_type"]) == ("linear", "v_prediction")
+    assert scheduler["rescale_betas_zero_snr"] and scheduler["timestep_spacing"] == "trailing"
+    adapter = json.loads((converted / "stage2" / "audio_adapter" / "config.json").read_text())
+    assert adapter["position"] == "transformer_output" and adapter["inner_channels"] == [32, 32]
+    stage1 = json.loads((converted / "stage1" / "model_index.json").read_text())
+    assert (stage1["target_offset"], stage1["normalize_scores"]) == (0, True)
+    assert json.loads((converted / "mmgt.json").read_text())["config"]["size"] == 64
+
+
+def test_converted_weights_are_the_release_tensors_by_rule(converted, release_template):
+    from safetensors.torch import load_file
+
+    source = {k.removeprefix("module."): v for k, v in torch.load(release_template / STAGE2_FILE).items()}
+
+    def saved(component: str) -> dict[str, torch.Tensor]:
+        return load_file(converted / "stage2" / component / "diffusion_pytorch_model.safetensors")
+
+    adapter, guider, unet, projection = (
+        saved(c) for c in ("audio_adapter", "pose_guider", "unet", "audio_projection")
+    )
+    audio = "denoising_unet.down_blocks.1.audio_modules.0."  # the width-changing module: 64 -> 32 -> 64
+    assert torch.equal(adapter["layers.1.proj_in.weight"], source[audio + "proj_in.weight"][:, :, 0, 0])
+    assert adapter["layers.1.proj_in.weight"].shape == (32, 64)  # 1x1 conv (C_a, C, 1, 1) -> linear (C_a, C)
+    zero_conv = source[audio + "transformer_blocks.0.zero_conv_lip.weight"]
+    assert torch.equal(adapter["layers.1.branches.lips.adapter.weight"], zero_conv.flatten(1))
+    assert torch.equal(
+        adapter["layers.1.branches.lips.adapter.bias"], source[audio + "transformer_blocks.0.zero_conv_lip.bias"]
+    )
+    assert torch.equal(
+        adapter["layers.0.branches.face_hands.attn.to_k.weight"],
+        source["denoising_unet.down_blocks.0.audio_modules.0.transformer_blocks.0.attn2_1.to_k.weight"],
+    )
+    # Pose guider: the release's flat list [conv, strided conv, conv, ...] -> named pairs.
+    assert torch.equal(guider["blocks.1.down.weight"], source["pose_guider.blocks.3.weight"])
+    assert torch.equal(guider["blocks.2.conv.bias"], source["pose_guider.blocks.4.bias"])
+    # Motion modules: AnimateDiff names -> diffusers names.
+    mm = "denoising_unet.up_blocks.1.motion_modules.1.temporal_transformer.transformer_blocks.0."
+    ours = "up_blocks.1.motion_modules.1.transformer_blocks.0."
+    assert torch.equal(unet[ours + "attn2.to_v.weight"], source[mm + "attention_blocks.1.to_v.weight"])
+    assert torch.equal(unet[ours + "norm3.bias"], source[mm + "ff_norm.bias"])
+    assert torch.equal(projection["mlp.4.weight"], source["audioproj.proj3.weight"])
+
+
+def test_converted_release_loads_as_mmgt_generate_does_and_renders(converted):
+    from mmgt.constants import NUM_KEYPOINTS
+    from mmgt.contracts import PoseSequence
+    from mmgt.models.denoising_unet import motion_norm
+    from mmgt.pipelines.mmgt_pipeline import MMGTPipeline
+    from mmgt.utils.audio_io import Audio
+
+    pipe = MMGTPipeline.from_pretrained(converted)
+    assert pipe.stage2.audio_encoder is not None and pipe.stage1.audio_encoder is not None
+    assert pipe.stage2.config.motion_norm == "per_frame" and motion_norm(pipe.stage2.unet) == "per_frame"
+    rng = np.random.default_rng(0)
+    kp = (rng.uniform(16, 48, (1, NUM_KEYPOINTS, 2)) + np.arange(3)[:, None, None]).astype(np.float32)
+    poses = PoseSequence(kp, np.ones((3, NUM_KEYPOINTS), np.float32), 64, 64)
+    wave = Audio((0.1 * rng.standard_normal(3 * 640)).astype(np.float32), 16000)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    frames = pipe.stage2(image, poses, wave, num_inference_steps=2, progress=False).frames
+    assert frames.shape == (3, 64, 64, 3) and frames.std() > 1.0
+
+
+def test_the_full_size_manifest_converts_onto_the_released_components():
+    """Every key and shape of the real checkpoint (on the meta device: no memory), strictly loadable."""
+    from mmgt.weights.released_stage2 import build_skeleton, convert_stage2
+
+    skeleton = build_skeleton("released")
+    states, _, dropped = convert_stage2(_release_state("released", device="meta"), "released", skeleton)
+    for name, module in skeleton.items():
+        module.load_state_dict(states[name], strict=True, assign=True)
+    assert skeleton["audio_adapter"].config.inner_channels == [320, 320, 320, 640, 640, 1280]
+    assert round(sum(p.numel() for p in skeleton["audio_adapter"].parameters()) / 1e6, 1) == 92.0
+    assert dropped[0].startswith("denoising_unet.*.pos_encoder.pe (42 buffers)")  # 2 per motion module, 21 modules
+    assert len(dropped) == 2 and dropped[1].startswith("reference_unet.conv_norm_out/conv_out: not in the release")
+
+
+def test_the_documented_conversion_commands_run(release, base_template, tmp_path, stage1_stub, capsys):
+    """docs/weights.md's convert-released and check lines on the tiny release (paths swapped for the fixtures')."""
+    swap = {
+        "weights/MMGT_pretrained": str(release),
+        "weights/sd15": str(base_template),
+        "models/mmgt-released": str(tmp_path / "mmgt-released"),
+    }
+    documented = [argv for argv in _doc_commands(ROOT / "docs" / "weights.md") if "models/mmgt-released" in argv]
+    assert [argv[:2] for argv in documented] == [
+        ["weights", "convert-released"],
+        ["weights", "check"],
+        ["generate", "--model"],
+    ]
+    convert, check = ([swap.get(a, a) for a in argv] for argv in documented[:2])
+    assert main([*convert, "--preset", "released_tiny", "--size", "64"]) == 0
+    assert main(check) == 0, capsys.readouterr().out
+
+
+class _NotAStateDict:
+    """Pickled as a Python object: torch.load(weights_only=True) refuses it."""
+
+
+def _damage(release: Path, how: str) -> None:
+    path = release / STAGE2_FILE
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return
+    if how == "python object":
+        torch.save({"net": _NotAStateDict()}, path)
+        return
+    if how == "not a dict":
+        torch.save([torch.zeros(1)], path)
+        return
+    state = torch.load(path)
+    if how == "unknown key":
+        state["module.denoising_unet.down_blocks.0.audio_modules.0.extra.weight"] = torch.zeros(1)
+    elif how == "wrong shape":
+        state["module.audioproj.proj1.weight"] = torch.zeros(3, 3)
+    elif how == "missing key":
+        del state["module.audioproj.norm.weight"]
+    elif how == "wrong encoding":
+        key = next(k for k in state if k.endswith("pos_encoder.pe"))
+        state[key] = state[key] + 0.01  # ten times what fp16 storage could explain
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated", "net-32500.pth: cannot be read, truncated or not a PyTorch checkpoint"),
+        ("python object", "net-32500.pth: holds Python objects, not only tensors"),
+        ("not a dict", "net-32500.pth: not a plain state dict (key -> tensor); got list"),
+        ("unknown key", "1 unknown key (denoising_unet.down_blocks.0.audio_modules.0.extra.weight)"),
+        (
+            "wrong shape",
+            "layout: 1 wrong shape (audioproj.proj1.weight (3, 3) (mmgt audio_projection.mlp.0.weight (64, 640)))",
+        ),
+        ("missing key", "1 missing key (audio_projection.norm.weight)"),
+        ("wrong encoding", "1 wrong value (denoising_unet.down_blocks.0.motion_modules.0.temporal_transformer"),
+    ],
+)
+def test_a_damaged_release_is_one_line_and_writes_nothing(release, base_template, tmp_path, capsys, how, message):
+    _damage(release, how)
+    capsys.readouterr()
+    out = tmp_path / "out" / "model"
+    assert _convert(release, base_template, out, "--stage2-only", "--preset", "released_tiny") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mmgt: error: ") and message in err, err
+    assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))  # no temp folder left
+
+
+def test_each_stage_alone_is_its_pipeline_folder(release, base_template, tmp_path, stage1_stub, capsys):
+    for flag, cls in (("--stage1-only", "AudioToPosePipeline"), ("--stage2-only", "PoseToVideoPipeline")):
+        out = tmp_path / flag
+        assert _convert(release, base_template, out, flag, "--preset", "released_tiny") == 0
+        assert json.loads((out / "model_index.json").read_text())["_class_name"] == cls
+        assert not (out / "mmgt.json").exists()
+    assert "stage1 pipeline folder written" in capsys.readouterr().out
+    (release / STAGE1_FILE).unlink()  # stage 2 alone does not need the stage-1 file ...
+    assert _convert(release, base_template, tmp_path / "again", "--stage2-only", "--preset", "released_tiny") == 0
+    assert _convert(release, base_template, tmp_path / "both", "--preset", "released_tiny") == 1  # ... both do
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"release file {STAGE1_FILE} missing") and not (tmp_path / "both").exists()
+
+
+def test_existing_output_and_missing_base_parts_are_refused(release, base, tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    assert _convert(release, base, tmp_path / "taken", "--stage2-only", "--preset", "released_tiny") == 1
+    assert "taken: already exists" in capsys.readouterr().err
+    shutil.rmtree(base / "wav2vec2")
+    shutil.rmtree(base / "vae")
+    assert _convert(release, base, tmp_path / "new", "--stage2-only", "--preset", "released_tiny") == 1
+    assert capsys.readouterr().err.strip().endswith("base part vae/ missing; base part wav2vec2/ missing")
+
+
+def test_stage1_entry_and_state_dict_checks(tmp_path):
+    from mmgt.errors import ModelFolderError
+    from mmgt.weights.released import read_checkpoint
+
+    torch.save({"model_state_dict": {"a": torch.zeros(1)}}, tmp_path / "s1.pt")
+    with pytest.raises(
+        ModelFolderError, match=r"no 'ema_state_dict' in the checkpoint \(found \['model_state_dict'\]\)"
+    ):
+        read_checkpoint(tmp_path / "s1.pt", "ema_state_dict")
+    torch.save({"module.a": torch.ones(2), "b": torch.zeros(1)}, tmp_path / "s2.pt")
+    assert set(read_checkpoint(tmp_path / "s2.pt")) == {"a", "b"}
+    torch.save({"module.a": torch.ones(2), "a": torch.zeros(1)}, tmp_path / "s3.pt")
+    with pytest.raises(ModelFolderError, match="keys repeat once their 'module.' prefix is removed"):
+        read_checkpoint(tmp_path / "s3.pt")
+
+
+# The conversion runs in a child process so that its peak memory can be measured; the stand-in stage-1 converter
+# (see _stage1_stub) is installed there too. SMGA at full size is the stage-1 converter's own test.
+_CONVERT_CHILD = """
+import sys, types
+from mmgt.models.gesture_denoiser import PRESETS
+stub = types.SimpleNamespace(
+    STAGE1_CHECKPOINT={stage1!r},
+    convert_stage1=lambda s: (dict(s), {{**PRESETS["released"], "audio_dim": 1059}}, []),
+)
+sys.modules["mmgt.weights.released_stage1"] = stub
+import resource
+from mmgt.cli import main
+code = main(["weights", "convert-released", {release!r}, "--base", {base!r}, "-o", {out!r}])
+print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+_RELEASE_CHILD = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_weights import _release_state
+from mmgt.models.gesture_denoiser import GestureDenoiser
+torch.save(_release_state("released", seed=0), {stage2!r})
+ema = GestureDenoiser.from_preset("released", audio_dim=1059).state_dict()
+torch.save({{"ema_state_dict": ema, "model_state_dict": ema, "epoch": 0}}, {stage1!r})
+"""
+
+
+def _full_size_base(root: Path) -> Path:
+    """The base parts the conversion reads, at their real sizes (random weights): VAE, CLIP-L, wav2vec2, WavLM."""
+    from diffusers import AutoencoderKL
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    from mmgt.models.stage2_presets import PRESETS
+
+    torch.manual_seed(0)
+    released = PRESETS["released"]
+    AutoencoderKL(**released["vae"]).save_pretrained(root / "vae")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**released["image_encoder"])).save_pretrained(
+        root / "image_encoder"
+    )
+    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(root / "wav2vec2")  # the defaults are wav2vec2-base's sizes
+    large = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+    WavLMModel(WavLMConfig(**large, feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(
+        root / "wavlm"
+    )
+    return root
+
+
+@pytest.mark.slow
+def test_full_size_release_converts_checks_and_runs_one_step(tmp_path, capsys, record_property):
+    from mmgt.audio.encoders import SpeechEncoder
+    from mmgt.constants import NUM_KEYPOINTS
+    from mmgt.contracts import PoseSequence
+    from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
+    from mmgt.utils.audio_io import Audio
+
+    release, base, out = tmp_path / "release", tmp_path / "base", tmp_path / "model"
+    (release / "stage_2" / "process_2").mkdir(parents=True)
+    (release / "stage_1").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    child = _RELEASE_CHILD.format(
+        tests=str(ROOT / "tests"), stage2=str(release / STAGE2_FILE), stage1=str(release / STAGE1_FILE)
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, env=env)  # its 9 GB of random tensors die with it
+    _full_size_base(base)
+    size_gib = (release / STAGE2_FILE).stat().st_size / 2**30
+    start = time.perf_counter()
+    script = _CONVERT_CHILD.format(stage1=STAGE1_FILE, release=str(release), base=str(base), out=str(out))
+    done = subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    peak = int(done.stdout.split("PEAK_RSS_KIB")[-1]) / 2**20  # the converting process's own peak RSS, KiB -> GiB
+    print(f"full-size conversion of a {size_gib:.1f} GiB net-32500.pth: {elapsed:.0f} s, peak RSS {peak:.1f} GiB")
+    record_property("convert_s", round(elapsed))
+    record_property("convert_peak_rss_gib", round(peak, 1))
+    assert main(["weights", "check", str(out)]) == 0, capsys.readouterr().out
+    (release / STAGE2_FILE).unlink()  # the disk it took
+
+    pipe = PoseToVideoPipeline.from_pretrained(out / "stage2")
+    pipe.set_audio_encoder(SpeechEncoder.for_stage(out / "encoders" / "stage2", 2))
+    rng = np.random.default_rng(0)
+    kp = (rng.uniform(64, 192, (1, NUM_KEYPOINTS, 2)) + np.arange(2)[:, None, None]).astype(np.float32)
+    poses = PoseSequence(kp, np.ones((2, NUM_KEYPOINTS), np.float32), 256, 256)
+    wave = Audio((0.1 * rng.standard_normal(2 * 640)).astype(np.float32), 16000)
+    start = time.perf_counter()
+    frames = pipe(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), poses, wave, num_inference_steps=1).frames
+    print(f"one denoising step, 2 frames at 256x256: {time.perf_counter() - start:.1f} s")
+    record_property("one_step_s", round(time.perf_counter() - start, 1))
+    assert frames.shape == (2, 256, 256, 3)

@@ -37,15 +37,6 @@ def _sinusoids(count: int, frames: int, seed: int) -> np.ndarray:
     return (rest + amplitude * np.sin(2 * np.pi * freq * t + phase + offset)).astype(np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convs are ~5x slower with 2 threads on the shared 2-core CI box than with 1; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained() -> tuple[PoseAutoencoder, PoseAutoencoder]:
     """(initial, trained) tiny models: the same seed, 0 and 100 steps."""
@@ -113,7 +104,9 @@ def test_pose_features_slide_over_every_sequence(trained):
     assert features.shape == (3 * 7, 8)  # starts 0, 8, ..., 48 in each 64-frame sequence
     with torch.no_grad():
         first = model.encode(torch.from_numpy(_sinusoids(3, 64, seed=3)[:1, :WINDOW])).double().numpy()
-    np.testing.assert_allclose(features[:1], first, rtol=1e-5)  # batched float32 convs
+    # Batched vs single float32 convs sum in another order (per CPU): errors scale with the largest latent (~16),
+    # so a near-zero entry needs the absolute term (0.138 was off by 1.1e-5 relative on AVX2).
+    np.testing.assert_allclose(features[:1], first, rtol=1e-5, atol=1e-4)
 
 
 def test_sliding_windows_reject_short_sequences():

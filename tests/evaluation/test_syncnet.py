@@ -82,6 +82,23 @@ def test_random_init_syncnet_v2_state_dict_loads_strictly_and_runs(tmp_path):
         sn.load_syncnet(path)
 
 
+def test_sync_embeddings_window_t_holds_frames_t_to_t_plus_4_and_mfccs_4t_to_4t_plus_19():
+    torch.manual_seed(0)
+    model = sn.SyncNet()
+    frames = np.random.default_rng(0).integers(0, 256, (8, 224, 224, 3), dtype=np.uint8)
+    wave = np.random.default_rng(1).normal(0, 0.1, 8 * 640)
+    video, audio = sn.sync_embeddings(model, frames, wave, batch_size=2)  # windows split over two batches
+    assert video.shape == audio.shape == (3, 1024)
+    t = 2
+    lip = torch.from_numpy(frames[t : t + 5, :, :, ::-1].copy()).float().permute(3, 0, 1, 2)[None]  # BGR, 0..255
+    ceps = sn.mfcc(sn.int16_scale(wave))[4 * t : 4 * t + 20].T  # (13, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(video[t], model.forward_lip(lip)[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(audio[t], model.forward_aud(torch.from_numpy(ceps).float()[None, None])[0])
+    d, c, offset = sn.lse(model, frames, wave)
+    assert (d, c, offset) == sn.lse_from_distances(sn.offset_distances(video, audio))
+
+
 def test_too_short_clips_fail():
     with pytest.raises(MmgtError, match="at least 6 frames"):
         sn.sync_distances(sn.SyncNet(), np.zeros((5, 224, 224, 3), np.uint8), np.zeros(16000))

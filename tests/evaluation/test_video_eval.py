@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmgt.cli import main
+from mmgt.errors import MmgtError
 from mmgt.evaluation import weight_files as wf
 from mmgt.utils.audio_io import save_audio
 from mmgt.utils.files import sha256_file
@@ -160,3 +161,61 @@ def test_bad_input_gives_one_line_error_and_no_report(case, clip_sets, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mmgt: error: ") and message in err[0], err
     assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
+
+
+def test_score_videos_is_the_python_entry_point(clip_sets):
+    from mmgt.evaluation.image_quality import psnr, ssim
+    from mmgt.evaluation.video_eval import VideoEvalOptions
+    from mmgt.training.validate_video import score_videos
+    from mmgt.utils.video_io import read_video_frames
+
+    real, generated = clip_sets
+    options = VideoEvalOptions(groups=("fidelity",), progress=False)
+    metrics = score_videos(real, generated, num_clips=2, options=options)
+    assert set(metrics) == {"psnr", "ssim"}
+    pairs = [(read_video_frames(real / f"clip{i}.mp4"), read_video_frames(generated / f"clip{i}.mp4")) for i in (0, 1)]
+    assert metrics["psnr"] == pytest.approx(np.mean([psnr(g, r) for r, g in pairs]), rel=1e-9)
+    assert metrics["ssim"] == pytest.approx(np.mean([ssim(g, r) for r, g in pairs]), rel=1e-9)
+
+
+def test_real_clips_of_a_dataset_and_its_errors(one_clip_dataset, tmp_path):
+    from mmgt.data.manifest import read_manifest
+    from mmgt.training.validate_video import real_clips
+
+    (record,) = read_manifest(one_clip_dataset, "test")
+    assert real_clips(one_clip_dataset) == [
+        (record.id, record.path(one_clip_dataset, "video"), record.path(one_clip_dataset, "audio"))
+    ]
+    with pytest.raises(MmgtError, match="--real .*: no clips in split 'val'"):
+        real_clips(one_clip_dataset, "val", "--real")
+    with pytest.raises(MmgtError, match="folder not found"):
+        real_clips(tmp_path / "absent")
+
+
+def test_an_id_list_restricts_the_evaluation_to_its_clips(synth_dataset, tmp_path, capsys):
+    """`--ids test_ids.txt` scores exactly the listed clips of a generated set that holds more; an id the split lacks
+    is a one-line error and no report."""
+    import shutil
+
+    from mmgt.data.id_list import write_test_ids
+    from mmgt.data.manifest import read_manifest
+
+    records = read_manifest(synth_dataset, "test")
+    assert len(records) == 2
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for record in records:  # every test clip has a generated video; the list names only the second
+        shutil.copy(record.path(synth_dataset, "video"), generated / f"{record.id}.mp4")
+    ids = write_test_ids(tmp_path / "test_ids.txt", records[1:])
+    out = tmp_path / "report"
+    argv = ["eval", "video", "--real", str(synth_dataset), "--generated", str(generated), "--quiet"]
+    assert main([*argv, "--ids", str(ids), "--metrics", "fidelity", "-o", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["clips"] == [records[1].id]
+
+    other = tmp_path / "other.txt"
+    other.write_text("no_such_clip\n")
+    assert main([*argv, "--ids", str(other), "--metrics", "fidelity", "-o", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 1 listed clip(s) are not in the test split" in err[0], err
+    assert not (tmp_path / "r2").exists()

@@ -23,7 +23,8 @@ def test_output_is_b_major_layer_normalised_tokens():
     tokens = model(x)
     assert tokens.shape == (6, 4, 6)
     # Row b*F + f is frame f of sample b, and frames are projected independently.
-    torch.testing.assert_close(tokens[1 * 3 + 0], model(x[1:2, 0:1])[0], rtol=0, atol=1e-6)
+    # Batch 6 vs batch 1 matmuls may block their sums differently (per CPU); tokens are ~2, so 5e-6 is ~20 ulps.
+    torch.testing.assert_close(tokens[1 * 3 + 0], model(x[1:2, 0:1])[0], rtol=0, atol=5e-6)
     # LayerNorm with its initial affine (1, 0): each token has mean 0 and variance 1.
     torch.testing.assert_close(tokens.mean(-1), torch.zeros(6, 4), rtol=0, atol=1e-5)
     torch.testing.assert_close(tokens.var(-1, unbiased=False), torch.ones(6, 4), rtol=0, atol=1e-3)

@@ -3,17 +3,21 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import MotionAdapter, UNet2DConditionModel
+from torch.nn import functional as F
 
 from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs
 from mmgt.models.audio_attention import AudioAttentionAdapter
 from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.denoising_unet import (
+    FrameGroupNorm,
     build_denoising_unet,
     denoise,
     freeze_for_step,
     install_stage2_processors,
+    motion_norm,
     pose_residual,
+    set_motion_norm,
 )
 from mmgt.models.pose_guider import PoseGuider
 from mmgt.models.reference_attention import install_processors
@@ -163,3 +167,53 @@ def test_freeze_for_step_leaves_exactly_the_intended_parameters_trainable(unet2d
         assert trainable(projection) == {n for n, _ in projection.named_parameters()}
     with pytest.raises(MmgtError, match="step must be 'image' or 'video'"):
         freeze_for_step(unet, reference, guider, adapter, projection, "audio")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Motion-module GroupNorm statistics: pooled over the window (diffusers) or per frame (AnimateDiff, the release)
+# ---------------------------------------------------------------------------------------------------------------------
+def test_frame_group_norm_normalises_each_frame_alone():
+    torch.manual_seed(0)
+    norm = FrameGroupNorm(4, 8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    x = torch.randn(2, 8, 3, 5, 5) * torch.tensor([1.0, 10.0, 0.1]).view(1, 1, 3, 1, 1)  # frames of unlike scale
+    out = norm(x)
+    for f in range(3):
+        torch.testing.assert_close(out[:, :, f], F.group_norm(x[:, :, f], 4, norm.weight, norm.bias, 1e-6))
+    pooled = F.group_norm(x, 4, norm.weight, norm.bias, 1e-6)
+    assert (pooled - out).abs().max() > 0.5  # pooling over frames is a different operator
+    torch.testing.assert_close(norm(x[:, :, 0]), F.group_norm(x[:, :, 0], 4, norm.weight, norm.bias, 1e-6))
+
+
+def test_set_motion_norm_keeps_every_parameter_and_changes_only_the_statistics(unet2d, motion_adapter):
+    unet = build_denoising_unet(unet2d, motion_adapter)
+    install_processors(unet, lambda name: None)
+    assert motion_norm(unet) == "pooled"
+    params, keys = dict(unet.named_parameters()), list(unet.state_dict())
+    latents, clip = _latents(1, 3)
+    latents = latents * torch.tensor([1.0, 4.0, 0.25]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        pooled = denoise(unet, latents, 10, clip, None, AttnInputs(num_frames=3))
+        set_motion_norm(unet, "per_frame")
+        per_frame = denoise(unet, latents, 10, clip, None, AttnInputs(num_frames=3))
+    assert motion_norm(unet) == "per_frame"
+    assert all(p is params[name] for name, p in unet.named_parameters()) and list(unet.state_dict()) == keys
+    assert (per_frame - pooled).abs().max() > 1e-3
+    with torch.no_grad():
+        set_motion_norm(unet, "pooled")
+        torch.testing.assert_close(denoise(unet, latents, 10, clip, None, AttnInputs(num_frames=3)), pooled)
+    built = build_denoising_unet(unet2d, motion_adapter, motion_norm="per_frame")
+    assert motion_norm(built) == "per_frame"
+    with pytest.raises(MmgtError, match=r"motion_norm must be one of \('pooled', 'per_frame'\), got 'frame'"):
+        set_motion_norm(unet, "frame")
+
+
+def test_one_frame_window_is_the_same_under_both_norms(unet2d, motion_adapter):
+    unet = build_denoising_unet(unet2d, motion_adapter)
+    install_processors(unet, lambda name: None)
+    latents, clip = _latents(2, 1)
+    with torch.no_grad():
+        pooled = denoise(unet, latents, 10, clip, None, AttnInputs(num_frames=1))
+        per_frame = denoise(set_motion_norm(unet, "per_frame"), latents, 10, clip, None, AttnInputs(num_frames=1))
+    torch.testing.assert_close(per_frame, pooled, rtol=0, atol=1e-5)

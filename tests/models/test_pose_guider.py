@@ -52,7 +52,8 @@ def test_video_input_is_flattened_b_major():
     out = guider(video)
     assert out.shape == (6, 8, 2, 2)
     # Row b*F + f is frame f of sample b.
-    torch.testing.assert_close(out[1 * 3 + 2], guider(video[1, :, 2][None])[0], rtol=0, atol=1e-6)
+    # Batch 6 vs batch 1 convs may pick other kernels (per CPU); outputs are ~1, so 5e-6 is ~40 ulps.
+    torch.testing.assert_close(out[1 * 3 + 2], guider(video[1, :, 2][None])[0], rtol=0, atol=5e-6)
 
 
 def test_from_controlnet_copies_the_condition_embedding_and_keeps_conv_out_zero():

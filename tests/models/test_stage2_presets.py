@@ -20,7 +20,13 @@ from mmgt.models.denoising_unet import (
     freeze_for_step,
     install_stage2_processors,
 )
-from mmgt.models.stage2_presets import PRESETS, build_components, load_sd15_components, preset
+from mmgt.models.stage2_presets import (
+    PRESETS,
+    RELEASED_OPTIONS,
+    build_components,
+    load_sd15_components,
+    preset,
+)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -29,10 +35,22 @@ def _count(module: torch.nn.Module) -> int:
 
 def test_presets_are_plain_json():
     assert json.loads(json.dumps(PRESETS)) == PRESETS
-    assert set(PRESETS) == {"sd15", "tiny"}
+    assert set(PRESETS) == {"sd15", "tiny", "released", "released_tiny"}
     assert preset("tiny") is not PRESETS["tiny"] and preset("tiny") == PRESETS["tiny"]
-    with pytest.raises(MmgtError, match=r"unknown stage-2 preset 'sd21'; choose one of \['sd15', 'tiny'\]"):
+    with pytest.raises(MmgtError, match=r"unknown stage-2 preset 'sd21'; choose one of \['released', 'released_tiny'"):
         preset("sd21")
+
+
+@pytest.mark.parametrize(("released", "base"), [("released", "sd15"), ("released_tiny", "tiny")])
+def test_released_presets_are_their_base_sizes_with_the_released_options(released, base):
+    cfg, base_cfg = preset(released), preset(base)
+    assert {k: v for k, v in cfg.items() if k not in RELEASED_OPTIONS} == {
+        k: v for k, v in base_cfg.items() if k not in RELEASED_OPTIONS
+    }
+    assert cfg["audio_adapter"] == base_cfg["audio_adapter"] | dict(
+        position="transformer_output", inner_width="block_input", released_block=True, adapter_bias=True
+    )
+    assert cfg["denoising_unet"] == {"motion_norm": "per_frame"}
 
 
 def test_sd15_preset_has_the_published_sizes():
@@ -91,9 +109,11 @@ def test_tiny_components_run_the_whole_stage2_forward_quickly():
     install_stage2_processors(unet, c["reference_unet"], c["audio_adapter"])
     with torch.no_grad():
         _tiny_step(c, unet)  # warm-up
-        start = time.perf_counter()
-        out, inputs = _tiny_step(c, unet)
-        elapsed = time.perf_counter() - start
+        elapsed = float("inf")
+        for _ in range(3):  # the best of 3: other processes on a shared machine only ever add time
+            start = time.perf_counter()
+            out, inputs = _tiny_step(c, unet)
+            elapsed = min(elapsed, time.perf_counter() - start)
     assert out.shape == (1, 4, 2, 16, 16) and torch.isfinite(out).all()
     assert len(inputs.reference_features) == 7
     print(f"tiny stage-2 forward (VAE, CLIP, ReferenceNet, guider, audio, UNet): {elapsed:.3f} s")

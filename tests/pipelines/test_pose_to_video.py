@@ -299,12 +299,14 @@ def cached_window_bytes(pipe) -> int:
 
 
 def test_frame_callback_streams_chunks_and_returns_no_frames(trained):
-    full = _run(trained, 10)
+    full = _run(trained, 10, decode_chunk_size=3)
     chunks = []
     streamed = _run(trained, 10, decode_chunk_size=3, frame_callback=chunks.append)
     assert streamed is None
     assert [len(c) for c in chunks] == [3, 3, 3, 1]
     np.testing.assert_array_equal(np.concatenate(chunks), full)
+    # Another decode batch size changes the VAE convs' summation order (per CPU): a rounding flip of 1 level at most.
+    np.testing.assert_allclose(full, _run(trained, 10), rtol=0, atol=1)
 
 
 @pytest.mark.parametrize("scheduler_cls", [DPMSolverMultistepScheduler, EulerDiscreteScheduler])

@@ -20,7 +20,8 @@ from mmgt.config import Stage1Train, Stage2Train, VaeTrain, load_config
 from mmgt.errors import ConfigError, MmgtError
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.training import common, preflight, train_stage1, train_vae
-from mmgt.training.common import checkpoint_size, export_folder, start_run
+from mmgt.training.common import checkpoint_size, start_run
+from mmgt.utils.files import atomic_folder
 
 STAGE1_TINY = [
     "model.overrides.hidden_dim=32",
@@ -128,14 +129,14 @@ def test_a_missing_validation_split_is_one_warning_and_no_validation(synth_datas
 
 def test_export_folder_is_complete_or_absent(tmp_path):
     final = tmp_path / "run" / "final"
-    with pytest.raises(RuntimeError), export_folder(final) as tmp:
+    with pytest.raises(RuntimeError), atomic_folder(final) as tmp:
         (tmp / "half").mkdir(parents=True)
         raise RuntimeError("disk full")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # no partial export, no temp
-    with export_folder(final) as tmp:
+    with atomic_folder(final) as tmp:
         tmp.mkdir()
         (tmp / "a").write_text("1")
-    with export_folder(final) as tmp:  # a second export replaces the first whole
+    with atomic_folder(final) as tmp:  # a second export replaces the first whole
         tmp.mkdir()
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in final.iterdir()) == ["b"] and sorted(p.name for p in final.parent.iterdir()) == [

@@ -77,11 +77,30 @@ def _report_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset_arguments(p: argparse.ArgumentParser, stage: str) -> None:
-    """--model, --data, --split, --clips: what every evaluation reads."""
+    """--model, --data, --split, --clips, --ids: what every evaluation reads."""
     p.add_argument("--model", type=Path, required=True, help=f"{stage} pipeline folder")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (mmgt format)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--clips", type=int, default=None, help="evaluate only the first N clips of the split")
+    p.add_argument(
+        "--ids",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="evaluate only the clips of this id list (e.g. test_ids.txt of `mmgt data pats`); all must be present",
+    )
+
+
+def _listed(args: argparse.Namespace) -> list | None:
+    """The --ids list (None without it), checked against the split before any model is loaded."""
+    from mmgt.data.id_list import read_test_ids, select_listed
+    from mmgt.data.manifest import read_manifest
+
+    if args.ids is None:
+        return None
+    listed = read_test_ids(args.ids)
+    select_listed(read_manifest(args.data, args.split), listed, f"the {args.split} split of {args.data}")
+    return listed
 
 
 def _write_json(path: Path | None, payload: dict) -> None:
@@ -109,13 +128,16 @@ def _stage1(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps},
     )
+    ids = _listed(args)
     if args.report is not None:
         check_output_dir(args.report)
     pipe = AudioToPosePipeline.from_pretrained(args.model)
     pipe.set_sampling(**pose_sampling(args))  # the flags override the model's defaults for this evaluation
     sampling = pipe.sampling
     ae = PoseAutoencoder.from_pretrained(args.pose_ae) if args.pose_ae else None
-    generated = generate_for_clips(pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed)
+    generated = generate_for_clips(
+        pipe, args.data, args.split, args.clips, tuple(args.conditions), seed=args.seed, ids=ids
+    )
     rows = score_clips(generated, tuple(args.conditions))
     results = mean_scores(rows, generated, ae)
     metrics = sorted(next(iter(results.values())))
@@ -131,6 +153,7 @@ def _stage1(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
+        "ids": None if args.ids is None else str(args.ids),
         "sampling": sampling.to_dict(),
         "clips": generated["clips"],
         "results": results,
@@ -159,6 +182,7 @@ def _stage2(args: argparse.Namespace) -> int:
         conditions=(tuple(args.conditions), CONDITIONS),
         positive={"--clips": args.clips, "--steps": args.steps, "--size": args.size, "--frames": args.frames},
     )
+    ids = _listed(args)
     if args.report is not None:
         check_output_dir(args.report)
     pipe = load_stage2_pipeline(args.model, args.encoder)
@@ -174,6 +198,7 @@ def _stage2(args: argparse.Namespace) -> int:
         tuple(args.conditions),
         seed=args.seed,
         videos_dir=args.videos,
+        ids=ids,
     )
     metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
     print(
@@ -188,6 +213,7 @@ def _stage2(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
+        "ids": None if args.ids is None else str(args.ids),
         "size": args.size,
         "sampling": sampling.to_dict(),
         **result,
@@ -234,6 +260,13 @@ def _register_video(commands) -> None:
         help="first generate the missing videos with this model: a full model folder (mmgt.json; each clip from its "
         "first frame and its audio) or a stage-2 pipeline folder (driven by the clip's keypoints); needs a dataset",
     )
+    p.add_argument(
+        "--ids",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="only the clips of this id list (e.g. test_ids.txt of `mmgt data pats`); --real must be a dataset",
+    )
     p.add_argument("--seed", type=int, default=0, help="generation seed of the first clip; clip i uses seed + i")
     add_video_sampling_arguments(p, windows=False)
     add_pose_sampling_arguments(p, prefix="pose-")
@@ -259,15 +292,10 @@ def _register_video(commands) -> None:
 def _video(args: argparse.Namespace) -> int:
     import time
 
+    from mmgt.data.manifest import read_manifest
     from mmgt.evaluation.report import check_output_dir, write_report
-    from mmgt.evaluation.video_eval import (
-        VideoEvalOptions,
-        check_generated_ids,
-        check_weights,
-        evaluate_videos,
-        folder_clips,
-        pair_clips,
-    )
+    from mmgt.evaluation.video_eval import VideoEvalOptions, check_generated_ids, check_weights
+    from mmgt.training.validate_video import is_dataset, real_clips, video_report
 
     for option, value in {"--clips": args.clips, "--fid-stride": args.fid_stride}.items():
         if value is not None and value < 1:
@@ -288,24 +316,23 @@ def _video(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
-    is_dataset = (args.real / "manifest.jsonl").is_file()
-    records = _dataset_records(args.real, args.split) if is_dataset else []
-    reals = [_clip(args.real, r) for r in records] if is_dataset else folder_clips(args.real)
-    check_generated_ids(reals, args.generated)
+    check_generated_ids(real_clips(args.real, args.split, "--real"), args.generated)
+    reals = real_clips(args.real, args.split, "--real", args.ids)
     check_weights(options)
     start = time.perf_counter()
     generated_s = None
     if args.model is not None:
-        if not is_dataset:
+        if not is_dataset(args.real):
             raise MmgtError(f"--model needs --real to be an mmgt dataset folder (manifest.jsonl), got {args.real}")
+        selected = {clip_id for clip_id, _, _ in reals}
+        records = [r for r in read_manifest(args.real, args.split) if r.id in selected]
         made = _generate_missing(args, records[: args.clips])
         generated_s = time.perf_counter() - start
         print(f"generated {made} clip(s) into {args.generated} in {generated_s:.0f} s")
-    pairs = pair_clips(reals, args.generated, args.clips)
-    inputs = {"real": str(args.real), "generated": str(args.generated), "model": args.model and str(args.model)}
-    if is_dataset:
-        inputs["split"] = args.split
-    report = evaluate_videos(pairs, options, inputs)
+    model = {"model": args.model and str(args.model)}
+    report = video_report(
+        args.real, args.generated, split=args.split, num_clips=args.clips, ids=args.ids, options=options, inputs=model
+    )
     if generated_s is not None:
         report.timings_s = {"generation": generated_s, **report.timings_s}
     report.notes.append(f"{_torch_threads()} torch threads; wall time {time.perf_counter() - start:.0f} s")
@@ -330,18 +357,6 @@ def _print_table(report) -> None:
         print(f"| {m.label} | {fmt(m.values.get('generated'))} | {fmt(m.reference)} |")
     for s in report.skipped:
         print(f"skipped {s['metric']}: needs {s['needs']}")
-
-
-def _dataset_records(root: Path, split: str) -> list:
-    """The clip records of a dataset split (one error if there are none)."""
-    from mmgt.training.preflight import require_split
-
-    return require_split(root, split, "--real")
-
-
-def _clip(root: Path, record) -> tuple[str, Path, Path]:
-    """(id, video, audio) of a dataset clip."""
-    return record.id, record.path(root, "video"), record.path(root, "audio")
 
 
 def _generate_missing(args: argparse.Namespace, records: list) -> int:

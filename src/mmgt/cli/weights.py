@@ -62,6 +62,37 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the model folder to write")
     p.set_defaults(func=_assemble)
 
+    p = commands.add_parser(
+        "convert-released",
+        help="Convert the authors' released MMGT checkpoints into an mmgt model folder.",
+        description="Read RELEASE_DIR (the files of addtime/MMGT_pretrained: stage_1/audio2pose_best_model.pt, "
+        "stage_2/process_2/net-32500.pth) with torch.load(weights_only=True), convert every key by explicit rules "
+        "(unknown keys, wrong shapes and missing keys are errors), take the VAE, CLIP image encoder, wav2vec2 and "
+        "WavLM from the base-weights folder, and write a model folder with the released sampling settings (DDIM 30, "
+        "CFG 3.5, linear inference betas, branch weights 1/1/2, target offset 0). Nothing is written on error. "
+        "The weights remain the authors' (their repository has no licence); see docs/weights.md.",
+    )
+    p.add_argument("release", type=Path, metavar="RELEASE_DIR", help="the downloaded release folder")
+    p.add_argument(
+        "--base", type=Path, required=True, metavar="BASE_WEIGHTS_DIR", help="base-weights folder (docs/weights.md)"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL_DIR", help="the folder to write (new)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument(
+        "--stage1-only", action="store_true", help="convert SMGA alone: write its pipeline folder (mmgt audio2pose)"
+    )
+    only.add_argument(
+        "--stage2-only", action="store_true", help="convert the video model alone: its pipeline folder (pose2video)"
+    )
+    p.add_argument(
+        "--preset",
+        default="released",
+        choices=("released", "released_tiny"),
+        help="stage-2 network sizes (released_tiny: the released network at test sizes)",
+    )
+    p.add_argument("--size", type=int, default=None, help="output size saved in the model folder (default 512)")
+    p.set_defaults(func=_convert_released)
+
 
 def _base_layout() -> str:
     """BASE_LAYOUT as indented lines: folder, role, public source."""
@@ -114,4 +145,22 @@ def _assemble(args: argparse.Namespace) -> int:
     )
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     print(f"{folder}: model folder written ({size / 2**20:.1f} MiB)")
+    return 0
+
+
+def _convert_released(args: argparse.Namespace) -> int:
+    import time
+
+    from mmgt.weights.released import RELEASED_SIZE, convert_released
+
+    stages = ("stage1",) if args.stage1_only else ("stage2",) if args.stage2_only else ("stage1", "stage2")
+    start = time.perf_counter()
+    folder, dropped = convert_released(
+        args.release, args.base, args.output, stages, args.preset, args.size or RELEASED_SIZE
+    )
+    for line in dropped:
+        print(f"dropped {line}")
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    kind = "model folder" if len(stages) == 2 else f"{stages[0]} pipeline folder"
+    print(f"{folder}: {kind} written ({size / 2**20:.1f} MiB) in {time.perf_counter() - start:.0f} s")
     return 0

@@ -4,6 +4,10 @@ Per video: read at 25 fps, choose one square crop (:mod:`mmgt.data.crop`), crop 
 clips of at most ``max_seconds``, detect keypoints per clip (MediaPipe Holistic in tracking mode, then smoothed),
 attach the 16 kHz audio and write each clip with :func:`~mmgt.data.manifest.write_clip`.
 
+The same machinery cuts clips at given times instead (``mmgt data pats``, :mod:`mmgt.data.pats`): a
+:class:`VideoJob` given a list of :class:`Cut` makes one clip per cut, with the cut's own split, and
+:func:`run_video_jobs` runs any list of jobs with the same workers, shards and resuming.
+
 Resuming and sharding work through ``DATASET/records/`` (:mod:`mmgt.data.preprocess_records`): what is done,
 rejected or failed, from which the manifest and ``preprocess_report.json`` are rebuilt at the end of every run.
 """
@@ -16,7 +20,7 @@ import math
 import multiprocessing
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +33,9 @@ from mmgt.data.check import MIN_PERSON_SHARE, person_share
 from mmgt.data.crop import CropBox, auto_crop, fixed_crop
 from mmgt.data.manifest import SPLITS, ClipRecord, write_clip
 from mmgt.data.preprocess_records import (
+    NO_PERSON,
+    PAST_END,
+    TOO_SHORT,
     clip_origin,
     mark_done,
     mark_rejected,
@@ -78,16 +85,57 @@ class PreprocessReport:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """Everything a worker needs for one video (picklable)."""
+class Cut:
+    """A span of a source video to write as one clip, at most ``max_seconds`` long (see :func:`cut_frames`).
 
-    path: str  # absolute input path
-    rel: str  # path relative to the input folder (POSIX), the video's identity in records
-    stem: str  # clip ids are f"{stem}-{piece:03d}"
+    Attributes:
+        clip_id: the clip's id in the dataset.
+        start_s, end_s: the span in seconds from the video's first frame (exact fractions, as the table wrote them).
+        split: the clip's split.
+        meta: extra fields for the clip record's ``meta`` (e.g. the table row it comes from).
+    """
+
+    clip_id: str
+    start_s: Fraction
+    end_s: Fraction
+    split: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """Everything a worker needs for one source video (picklable).
+
+    Attributes:
+        path: absolute input path.
+        rel: the video's identity in the records: its path relative to the input folder (POSIX).
+        stem: names the video's failure record; without ``cuts`` the clip ids are ``f"{stem}-{piece:03d}"``.
+        speaker: speaker of all its clips.
+        split: split of its consecutive pieces (``cuts`` carry their own).
+        out_dir: the dataset folder.
+        settings: what the clip files depend on (:func:`clip_settings`); other settings redo the clips.
+        cuts: the clips to cut, or None for consecutive pieces of ``settings["max_seconds"]`` over the whole video.
+    """
+
+    path: str
+    rel: str
+    stem: str
     speaker: str
     split: str
     out_dir: str
     settings: dict
+    cuts: tuple[Cut, ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: the meta dict is not hashable
+class _Piece:
+    """One clip planned from a video: 25-fps frames [start, stop)."""
+
+    clip_id: str
+    start: int
+    stop: int
+    split: str
+    meta: dict
 
 
 @dataclass
@@ -146,6 +194,18 @@ def assign_split(rel_path: str, ratios: Sequence[float] = (0.9, 0.05, 0.05)) -> 
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
 
 
+def cut_frames(start_s: Fraction, end_s: Fraction, max_frames: int | None) -> tuple[int, int]:
+    """[start, stop) frames at 25 fps of the span ``start_s``-``end_s`` (seconds from the video's first frame).
+
+    The first frame is the one whose 1/25-s slot holds ``start_s`` (in a 25-fps source: the source frame shown at
+    ``start_s``); the span lasts ``round((end_s - start_s) * 25)`` frames (halves up), at most ``max_frames``.
+    Audio is cut at the first frame's time, so sound and picture keep the source's alignment.
+    """
+    start = math.floor(Fraction(start_s) * FPS)
+    count = math.floor((Fraction(end_s) - Fraction(start_s)) * FPS + Fraction(1, 2))
+    return start, start + (min(count, max_frames) if max_frames else count)
+
+
 def plan_pieces(num_frames: int, max_frames: int | None, min_frames: int) -> list[tuple[int, int]]:
     """[start, stop) frame ranges of the clips: consecutive pieces of ``max_frames`` (None: one piece); a final
     piece shorter than ``min_frames`` is dropped (so is the only piece of a too-short video)."""
@@ -154,6 +214,22 @@ def plan_pieces(num_frames: int, max_frames: int | None, min_frames: int) -> lis
     if pieces and pieces[-1][1] - pieces[-1][0] < min_frames:
         pieces.pop()
     return pieces
+
+
+def check_run_arguments(
+    size: int, max_seconds: float | None, min_seconds: float, workers: int, shard: tuple[int, int]
+) -> None:
+    """The arguments every run of :func:`run_video_jobs` shares; raises :class:`MmgtError` naming the bad one."""
+    if size < 32 or size % 2:
+        raise MmgtError(f"size must be an even number of pixels >= 32 (H.264 4:2:0), got {size}")
+    if max_seconds is not None and not max_seconds * FPS >= 1:
+        raise MmgtError(f"max_seconds must be at least one frame (1/{FPS} s) or None, got {max_seconds}")
+    if not min_seconds >= 0:
+        raise MmgtError(f"min_seconds must be >= 0, got {min_seconds}")
+    if workers < 1:
+        raise MmgtError(f"workers must be >= 1, got {workers}")
+    if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+        raise MmgtError(f"shard must be (i, n) with 0 <= i < n, got {tuple(shard)}")
 
 
 def _check_arguments(
@@ -165,16 +241,7 @@ def _check_arguments(
     crop_left: float | None,
     split_ratios: tuple[float, ...],
 ) -> None:
-    if size < 32 or size % 2:
-        raise MmgtError(f"size must be an even number of pixels >= 32 (H.264 4:2:0), got {size}")
-    if max_seconds is not None and not max_seconds * FPS >= 1:
-        raise MmgtError(f"max_seconds must be at least one frame (1/{FPS} s) or None, got {max_seconds}")
-    if not min_seconds >= 0:
-        raise MmgtError(f"min_seconds must be >= 0, got {min_seconds}")
-    if workers < 1:
-        raise MmgtError(f"workers must be >= 1, got {workers}")
-    if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-        raise MmgtError(f"shard must be (i, n) with 0 <= i < n, got {tuple(shard)}")
+    check_run_arguments(size, max_seconds, min_seconds, workers, shard)
     if crop_left is not None and not 0.0 <= crop_left <= 1.0:
         raise MmgtError(f"crop_left must be a fraction of the width in [0, 1], got {crop_left}")
     if len(split_ratios) != len(SPLITS) or min(split_ratios) < 0 or abs(sum(split_ratios) - 1.0) > 1e-6:
@@ -236,9 +303,9 @@ def preprocess_videos(
         raise MediaError(f"{root}: no videos in this folder or below (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
     rels = [p.relative_to(root).as_posix() for p in videos]
     stems = clip_stems(rels)
-    settings = _settings(size, max_seconds, min_seconds, crop_left, smooth)
+    settings = clip_settings(size, max_seconds, min_seconds, crop_left, smooth)
     jobs = [
-        _Job(
+        VideoJob(
             path=str(path.resolve()),
             rel=rel,
             stem=stems[rel],
@@ -247,25 +314,51 @@ def preprocess_videos(
             out_dir=str(out),
             settings=settings,
         )
-        for index, (path, rel) in enumerate(zip(videos, rels))
-        if index % shard[1] == shard[0]  # the shard is taken from the full sorted list: shards never overlap
+        for path, rel in zip(videos, rels)
     ]
+    return run_video_jobs(jobs, out, shard=shard, workers=workers, progress=progress)
+
+
+def run_video_jobs(
+    jobs: Sequence[VideoJob],
+    out_dir: str | os.PathLike,
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 1,
+    progress: bool = True,
+    clip_ids: Collection[str] | None = None,
+) -> PreprocessReport:
+    """Process the jobs of one shard into ``out_dir``, then rebuild its manifest from the records of all ``jobs``.
+
+    Args:
+        jobs: every source video of the dataset, in a fixed order (the shards are taken from it).
+        out_dir: the dataset folder, created or resumed (:func:`~mmgt.data.preprocess_records.open_dataset_dir`).
+        shard: (i, n): process only the jobs whose index is i modulo n; shards never overlap.
+        workers: parallel processes.
+        progress: show a progress bar over videos.
+        clip_ids: when given, the manifest holds only these clips (the others' records stay on disk).
+
+    Returns:
+        The :class:`PreprocessReport` of this run; its ``records`` are the rebuilt manifest's.
+    """
+    out = Path(out_dir)
     open_dataset_dir(out)
     report = PreprocessReport()
-    for job, result in _run_jobs(jobs, workers, progress):
+    for job, result in _run_jobs(list(jobs)[shard[0] :: shard[1]], workers, progress):
         report.processed += result.processed
         report.skipped += result.skipped
         report.rejected += result.rejected
         set_failure(out, job.stem, job.rel, result.failure)
         if result.failure is not None:
             report.failed.append((job.rel, result.failure))
-    report.records = rebuild_outputs(out, set(rels), settings)
+    report.records = rebuild_outputs(out, {job.rel: job.settings for job in jobs}, clip_ids)
     report.failed.sort()
     report.rejected.sort()
     return report
 
 
-def _settings(size: int, max_seconds: float | None, min_seconds: float, crop_left: float | None, smooth: bool) -> dict:
+def clip_settings(
+    size: int, max_seconds: float | None, min_seconds: float, crop_left: float | None, smooth: bool
+) -> dict:
     """What the clip files depend on; a record made with other settings is redone."""
     return {
         "version": SETTINGS_VERSION,
@@ -278,7 +371,7 @@ def _settings(size: int, max_seconds: float | None, min_seconds: float, crop_lef
     }
 
 
-def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[tuple[_Job, _Result]]:
+def _run_jobs(jobs: list[VideoJob], workers: int, progress: bool) -> Iterator[tuple[VideoJob, _Result]]:
     """Yield (job, result) as videos finish; in-process for one worker, else a spawn process pool."""
     from tqdm.auto import tqdm
 
@@ -301,7 +394,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[tuple[
 # ---------------------------------------------------------------------------------------------------------------------
 # One video
 # ---------------------------------------------------------------------------------------------------------------------
-def _process_video(job: _Job) -> _Result:
+def _process_video(job: VideoJob) -> _Result:
     """Process one video; errors of a bad input file are caught and returned as the failure reason."""
     result = _Result()
     try:
@@ -312,28 +405,20 @@ def _process_video(job: _Job) -> _Result:
     return result
 
 
-def _process(job: _Job, result: _Result) -> None:
+def _process(job: VideoJob, result: _Result) -> None:
     settings, out = job.settings, Path(job.out_dir)
     info = probe_video(job.path)
     num_frames = _frames_at_fps(info.duration_s)
-    max_frames = None if settings["max_seconds"] is None else int(settings["max_seconds"] * FPS)
-    pieces = plan_pieces(num_frames, max_frames, math.ceil(settings["min_seconds"] * FPS - 1e-9))
-    if not pieces:
-        reason = f"video lasts {num_frames / FPS:.2f} s, shorter than the {settings['min_seconds']:g} s minimum"
-        _reject(job, job.stem, 0, reason, result)
-        return
-    todo = {}
-    for index, span in enumerate(pieces):
-        clip_id = f"{job.stem}-{index:03d}"
-        done, reason = previous_outcome(
-            out, clip_id, clip_origin(job.rel, span[0], settings), span[1] - span[0], job.split, job.speaker
-        )
+    todo = []
+    for piece in _plan(job, num_frames, result):
+        origin = clip_origin(job.rel, piece.start, settings)
+        done, reason = previous_outcome(out, piece.clip_id, origin, piece.stop - piece.start, piece.split, job.speaker)
         if done:
             result.skipped += 1
             if reason is not None:
-                result.rejected.append((clip_id, reason))
+                result.rejected.append((piece.clip_id, reason))
         else:
-            todo[index] = (clip_id, span)
+            todo.append(piece)
     if not todo:
         return
     wave = load_audio(job.path, SAMPLE_RATE)  # before the slow part: a video without audio fails early
@@ -341,8 +426,35 @@ def _process(job: _Job, result: _Result) -> None:
         box = auto_crop(_sample_poses(job.path, num_frames), info.width, info.height)
     else:
         box = fixed_crop(info.width, info.height, settings["crop"])
-    for clip_id, span, frames in _stream_pieces(job.path, box, settings["size"], max_frames, todo):
-        _finish_clip(job, clip_id, span[0], frames, wave, box, result)
+    for piece, frames in _stream_pieces(job.path, box, settings["size"], todo):
+        _finish_clip(job, piece, frames, wave, box, result)
+
+
+def _plan(job: VideoJob, num_frames: int, result: _Result) -> list[_Piece]:
+    """The clips of a video of ``num_frames`` frames at 25 fps; spans that yield no clip are rejected (again on
+    every run: they depend on the video's length and the settings, not on the frames)."""
+    settings = job.settings
+    max_frames = None if settings["max_seconds"] is None else int(settings["max_seconds"] * FPS)
+    min_frames = math.ceil(settings["min_seconds"] * FPS - 1e-9)
+    if job.cuts is None:
+        spans = plan_pieces(num_frames, max_frames, min_frames)
+        if not spans:
+            reason = f"video lasts {num_frames / FPS:.2f} s, shorter than the {settings['min_seconds']:g} s minimum"
+            _reject(job, job.stem, 0, reason, TOO_SHORT, result)
+        return [_Piece(f"{job.stem}-{i:03d}", start, stop, job.split, {}) for i, (start, stop) in enumerate(spans)]
+    pieces = []
+    for cut in job.cuts:
+        start, stop = cut_frames(cut.start_s, cut.end_s, max_frames)
+        if stop - start < max(min_frames, 1):
+            reason = f"interval lasts {float(cut.end_s - cut.start_s):.2f} s, shorter than "
+            reason += f"{max(min_frames, 1)} frame(s) ({settings['min_seconds']:g} s minimum)"
+            _reject(job, cut.clip_id, start, reason, TOO_SHORT, result)
+        elif stop > num_frames:
+            reason = f"interval needs the video up to {stop / FPS:.2f} s, past its end ({num_frames / FPS:.2f} s)"
+            _reject(job, cut.clip_id, start, reason, PAST_END, result)
+        else:
+            pieces.append(_Piece(cut.clip_id, start, stop, cut.split, cut.meta))
+    return pieces
 
 
 def _frames_at_fps(duration_s: float) -> int:
@@ -368,70 +480,67 @@ def _sample_poses(path: str, num_frames: int) -> list[tuple[np.ndarray, np.ndarr
     return poses
 
 
-def _stream_pieces(
-    path: str, box: CropBox, size: int, max_frames: int | None, todo: dict
-) -> Iterator[tuple[str, tuple[int, int], np.ndarray]]:
-    """Yield (clip id, (start, stop), (F, size, size, 3) frames) for the pieces in ``todo``, decoding once.
+def _stream_pieces(path: str, box: CropBox, size: int, pieces: list[_Piece]) -> Iterator[tuple[_Piece, np.ndarray]]:
+    """Yield (piece, (F, size, size, 3) frames) for each piece as its last frame is decoded, decoding once.
 
-    Only one piece is held in memory; frames of pieces that are not needed are decoded but not cropped.
+    Pieces may overlap. Only the pieces under way are held in memory; frames that no piece needs are decoded but
+    not cropped, and decoding stops after the last piece.
     """
-    buffer: list[np.ndarray] = []
+    waiting = sorted(pieces, key=lambda p: (p.start, p.stop, p.clip_id))[::-1]  # next piece to start at the end
+    active: dict[_Piece, list[np.ndarray]] = {}
     frames = iter_video_frames(path, fps=FPS)
     try:
         for index, frame in enumerate(frames):
-            piece = index // max_frames if max_frames else 0
-            if piece not in todo:
+            while waiting and waiting[-1].start <= index:
+                active[waiting.pop()] = []
+            if not active:
                 continue
-            clip_id, (start, stop) = todo[piece]
-            if index >= stop:
-                continue  # past a dropped final piece
-            buffer.append(box.apply(frame, size))
-            if index == stop - 1:
-                yield clip_id, (start, stop), np.stack(buffer)
-                buffer = []
-                del todo[piece]
-                if not todo:
-                    return
+            cropped = box.apply(frame, size)
+            for piece in list(active):
+                active[piece].append(cropped)
+                if index == piece.stop - 1:
+                    yield piece, np.stack(active.pop(piece))
+            if not active and not waiting:
+                return
     finally:
         frames.close()
-    if todo:
-        # The decoder gave fewer frames than the container promised: the file is damaged.
-        raise MediaError(f"{path}: decoding ended early (clips {sorted(c for c, _ in todo.values())} incomplete)")
+    # The decoder gave fewer frames than the container promised: the file is damaged.
+    incomplete = sorted(p.clip_id for p in [*active, *waiting])
+    raise MediaError(f"{path}: decoding ended early (clips {incomplete} incomplete)")
 
 
 def _finish_clip(
-    job: _Job, clip_id: str, start: int, frames: np.ndarray, wave: np.ndarray, box: CropBox, result: _Result
+    job: VideoJob, piece: _Piece, frames: np.ndarray, wave: np.ndarray, box: CropBox, result: _Result
 ) -> None:
     """Detect keypoints on a cropped piece; write the clip and its record, or a rejection marker."""
-    out = Path(job.out_dir)
+    out, start, stop = Path(job.out_dir), piece.start, piece.stop
     # A fresh tracker per clip: a clip's keypoints then do not depend on which other clips were (re)done.
     with MediaPipeDetector(static_image_mode=False) as detector:
         pose = extract_poses(frames, detector, fps=FPS, smooth=job.settings["smooth"])
     share = person_share(pose)
     if share < MIN_PERSON_SHARE:
         reason = f"only {share:.0%} of frames show a face or both shoulders (need {MIN_PERSON_SHARE:.0%})"
-        _reject(job, clip_id, start, reason, result)
+        _reject(job, piece.clip_id, start, reason, NO_PERSON, result)
         return
     # Audio sample i belongs to video frame floor(i * FPS / SAMPLE_RATE): the piece's samples start at its frame.
     first = round(start * SAMPLE_RATE / FPS)
-    stop = start + len(frames)
     record = write_clip(
         out,
-        clip_id,
+        piece.clip_id,
         frames=frames,
         wave=wave[first : first + round(len(frames) * SAMPLE_RATE / FPS)],
         sample_rate=SAMPLE_RATE,
         pose=pose,
-        split=job.split,
+        split=piece.split,
         speaker=job.speaker,
         source=f"{job.rel}#t={start / FPS:.2f},{stop / FPS:.2f}",
-        meta={**clip_origin(job.rel, start, job.settings), "crop": box.to_list()},
+        meta={**clip_origin(job.rel, start, job.settings), "crop": box.to_list(), **piece.meta},
     )
     mark_done(out, record)
     result.processed += 1
 
 
-def _reject(job: _Job, name: str, start: int, reason: str, result: _Result) -> None:
+def _reject(job: VideoJob, name: str, start: int, reason: str, kind: str, result: _Result) -> None:
     """Record why a clip (or a whole too-short video, ``name`` = its stem) yields no clip."""
-    mark_rejected(Path(job.out_dir), name, clip_origin(job.rel, start, job.settings), reason)
+    mark_rejected(Path(job.out_dir), name, clip_origin(job.rel, start, job.settings), reason, kind)
     result.rejected.append((name, reason))

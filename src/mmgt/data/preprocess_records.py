@@ -1,7 +1,8 @@
 """The resumable state of ``mmgt data preprocess``: what is done, rejected or failed, kept in ``DATASET/records/``.
 
 - ``records/<id>.json``: the clip record of a finished clip, written after its files;
-- ``records/rejected/<name>.json``: why a clip (or a whole too-short video) yields no clip; not retried;
+- ``records/rejected/<name>.json``: why a clip (or a whole too-short video) yields no clip, and the kind of reason
+  (:data:`NO_PERSON` is not retried; :data:`TOO_SHORT` and :data:`PAST_END` are decided again on every run);
 - ``records/failed/<stem>.json``: why a video could not be read; retried on every run.
 
 Earlier work counts only for the same *origin*: source video, first frame and processing settings
@@ -12,6 +13,7 @@ run (:func:`rebuild_outputs`), so interrupted runs and shards writing into one f
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -21,6 +23,13 @@ from mmgt.utils.files import atomic_output, make_output_dir, sha256_file
 
 RECORDS_DIR = "records"
 REPORT_NAME = "preprocess_report.json"
+
+# Kinds of rejection. Only a content rejection is reused by later runs: the other two follow from the video's length
+# and the settings, which every run checks before it looks at earlier work.
+NO_PERSON = "no_person"  # too few frames show a person
+TOO_SHORT = "too_short"  # the video (or the table's interval) is shorter than the minimum
+PAST_END = "past_end"  # the table's interval reaches past the end of the video
+_DECIDED_EACH_RUN = {TOO_SHORT, PAST_END}
 
 
 def open_dataset_dir(out: Path) -> None:
@@ -61,7 +70,7 @@ def previous_outcome(
             _write_json(_record_path(out, clip_id), asdict(replace(record, split=split, speaker=speaker)))
         return True, None
     marker = _read_json(_rejected_path(out, clip_id))
-    if marker is not None and _same_origin(marker, origin):
+    if marker is not None and marker.get("kind") not in _DECIDED_EACH_RUN and _same_origin(marker, origin):
         return True, str(marker.get("reason"))
     return False, None
 
@@ -72,9 +81,10 @@ def mark_done(out: Path, record: ClipRecord) -> None:
     _rejected_path(out, record.id).unlink(missing_ok=True)
 
 
-def mark_rejected(out: Path, name: str, origin: dict, reason: str) -> None:
-    """Record why a clip (or a whole too-short video, ``name`` = its stem) yields no clip."""
-    _write_json(_rejected_path(out, name), {**origin, "reason": reason})
+def mark_rejected(out: Path, name: str, origin: dict, reason: str, kind: str = NO_PERSON) -> None:
+    """Record why a clip (or a whole too-short video, ``name`` = its stem) yields no clip, and the ``kind`` of
+    reason (:data:`NO_PERSON`, :data:`TOO_SHORT` or :data:`PAST_END`)."""
+    _write_json(_rejected_path(out, name), {**origin, "reason": reason, "kind": kind})
 
 
 def set_failure(out: Path, stem: str, source_path: str, failure: str | None) -> None:
@@ -85,34 +95,43 @@ def set_failure(out: Path, stem: str, source_path: str, failure: str | None) -> 
         _write_json(_failed_path(out, stem), {"source_path": source_path, "reason": failure})
 
 
-def rebuild_outputs(out: Path, source_paths: set[str], settings: dict) -> list[ClipRecord]:
+def rebuild_outputs(
+    out: Path, current: Mapping[str, dict], clip_ids: Collection[str] | None = None
+) -> list[ClipRecord]:
     """Write the manifest and the report from every record and marker of the current inputs and settings.
 
     Args:
         out: the dataset folder.
-        source_paths: relative paths of the current input videos (records and markers of other videos are ignored).
-        settings: the current settings (records made with other settings are ignored).
+        current: relative path of each current input video -> the settings its clips must have been made with
+            (records and markers of other videos or settings are ignored).
+        clip_ids: when given, only these clips (and their rejection markers) count.
 
     Returns:
         The manifest's clip records, sorted by id.
     """
+
+    def wanted(name: str, origin: dict) -> bool:
+        source = origin.get("source_path")
+        named = clip_ids is None or name in clip_ids
+        return named and source in current and origin.get("preprocess") == current[source]
+
     records = []
     for path in sorted((out / RECORDS_DIR).glob("*.json")):
         record = _read_record(path)
-        meta = record.meta if record is not None else {}
-        if meta.get("source_path") in source_paths and meta.get("preprocess") == settings:
+        if record is not None and wanted(record.id, record.meta):
             records.append(record)
     write_manifest(out, records)
     failed = [_read_json(p) for p in sorted((out / RECORDS_DIR / "failed").glob("*.json"))]
     rejected = [(p.stem, _read_json(p)) for p in sorted((out / RECORDS_DIR / "rejected").glob("*.json"))]
+    distinct = [json.loads(text) for text in sorted({json.dumps(s, sort_keys=True) for s in current.values()})]
     report = {
         "clips": len(records),
-        "settings": settings,
-        "failed": [{"path": d["source_path"], "reason": d["reason"]} for d in failed if _current(d, source_paths)],
+        "settings": distinct[0] if len(distinct) == 1 else distinct,
+        "failed": [{"path": d["source_path"], "reason": d["reason"]} for d in failed if _current(d, current)],
         "rejected": [
-            {"clip": name, "path": d["source_path"], "reason": d["reason"]}
+            {"clip": name, "path": d["source_path"], "reason": d["reason"], "kind": d.get("kind", NO_PERSON)}
             for name, d in rejected
-            if _current(d, source_paths) and d.get("preprocess") == settings
+            if _current(d, current) and wanted(name, d)
         ],
     }
     _write_json(out / REPORT_NAME, report)
@@ -170,6 +189,6 @@ def _record_is_current(out: Path, record: ClipRecord, origin: dict, num_frames: 
     return True
 
 
-def _current(marker: dict | None, source_paths: set[str]) -> bool:
+def _current(marker: dict | None, source_paths: Collection[str]) -> bool:
     """A marker that names one of the current input videos (markers of removed videos are ignored)."""
     return marker is not None and marker.get("source_path") in source_paths and "reason" in marker

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from mmgt import __version__
 from mmgt.constants import FPS
 from mmgt.errors import MmgtError
+from mmgt.utils.files import atomic_folder
 
 FORMAT = "mmgt-eval-report"
 FORMAT_VERSION = 1
@@ -365,8 +364,8 @@ def _is_report(path: Path) -> bool:
 def write_report(report: Report, out_dir: str | os.PathLike, plots: bool = True) -> Path:
     """Write ``metrics.json``, ``report.md`` and the PNGs into ``out_dir``: all of them, or none.
 
-    The files are written into a hidden sibling folder that replaces ``out_dir`` only when complete (an earlier
-    report there is removed after the swap).
+    The files are written into a hidden sibling folder that replaces ``out_dir`` only when complete
+    (:func:`mmgt.utils.files.atomic_folder`; an earlier report there is removed after the swap).
 
     Args:
         report: what to write.
@@ -377,10 +376,8 @@ def write_report(report: Report, out_dir: str | os.PathLike, plots: bool = True)
         ``out_dir / "report.md"``.
     """
     out_dir = check_output_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.tmp")
-    tmp.mkdir()
-    try:
+    with atomic_folder(out_dir) as tmp:
+        tmp.mkdir()
         drawn: dict[str, str] = {}
         if plots:
             _use_agg_backend()
@@ -393,16 +390,6 @@ def write_report(report: Report, out_dir: str | os.PathLike, plots: bool = True)
                     drawn[kind] = f"{kind}.png"
         (tmp / "metrics.json").write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
         (tmp / "report.md").write_text(markdown(report, drawn))
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.old")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir / "report.md"
 
 

@@ -230,16 +230,21 @@ def lse_from_distances(distances: np.ndarray) -> tuple[float, float, int]:
 
 
 @torch.no_grad()
-def sync_distances(model: SyncNet, crops: np.ndarray, wave: np.ndarray, batch_size: int = 20) -> np.ndarray:
-    """Offset distances of one clip (see :func:`offset_distances`).
+def sync_embeddings(
+    model: SyncNet, crops: np.ndarray, wave: np.ndarray, batch_size: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SyncNet embeddings of every 5-frame window of one clip and of its speech at the same times.
+
+    Window t holds the face crops t..t+4 and the MFCC frames 4t..4t+19 (syncnet_python's ``evaluate``).
 
     Args:
-        model: a loaded :class:`SyncNet`.
-        crops: (F, 224, 224, 3) uint8 RGB face crops at 25 fps.
-        wave: (S,) float mono speech at 16 kHz aligned with frame 0.
+        model: a loaded :class:`SyncNet` (e.g. :func:`load_syncnet`).
+        crops: (F, 224, 224, 3) uint8 RGB face crops at 25 fps (see :func:`face_crops`).
+        wave: (S,) float mono speech in [-1, 1] at 16 kHz, aligned with frame 0.
+        batch_size: windows per forward pass.
 
     Returns:
-        (T, 31) with T = min(F, S // 640) - 5 windows.
+        ``(video, audio)``, each (T, 1024) float32 with T = min(F, S // 640) - 5.
 
     Raises:
         MmgtError: fewer than 6 frames of video and audio.
@@ -255,7 +260,21 @@ def sync_distances(model: SyncNet, crops: np.ndarray, wave: np.ndarray, batch_si
         video.append(model.forward_lip(torch.stack([bgr[:, t : t + LIP_FRAMES] for t in ts])))
         windows = [ceps[:, MFCC_PER_FRAME * t : MFCC_PER_FRAME * t + MFCC_WINDOW] for t in ts]
         audio.append(model.forward_aud(torch.stack(windows)[:, None]))
-    return offset_distances(torch.cat(video), torch.cat(audio))
+    return torch.cat(video), torch.cat(audio)
+
+
+def sync_distances(model: SyncNet, crops: np.ndarray, wave: np.ndarray, batch_size: int = 20) -> np.ndarray:
+    """Offset distances of one clip: :func:`offset_distances` of its :func:`sync_embeddings` (same arguments).
+
+    Returns:
+        (T, 31) float64.
+    """
+    return offset_distances(*sync_embeddings(model, crops, wave, batch_size))
+
+
+def lse(model: SyncNet, crops: np.ndarray, wave: np.ndarray) -> tuple[float, float, int]:
+    """``(LSE-D, LSE-C, AV offset)`` of one clip's face crops and speech (arguments as :func:`sync_embeddings`)."""
+    return lse_from_distances(sync_distances(model, crops, wave))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,14 +155,18 @@ def check_weights(options: VideoEvalOptions) -> None:
 
 
 def pair_clips(
-    reals: list[tuple[str, Path, Path]], generated: str | os.PathLike, num_clips: int | None = None
+    reals: list[tuple[str, Path, Path]],
+    generated: str | os.PathLike,
+    num_clips: int | None = None,
+    ids: Collection[str] | None = None,
 ) -> list[ClipPair]:
-    """Pair the first ``num_clips`` real clips with the generated videos of the same ids.
+    """Pair the first ``num_clips`` real clips (of ``ids``, if given) with the generated videos of the same ids.
 
     Args:
         reals: (id, video, audio) of every real clip of the set (e.g. a dataset split, or :func:`folder_clips`).
         generated: the folder of generated videos, named ``<id>.<suffix>``.
         num_clips: evaluate only the first N real clips (generated videos of the others are ignored).
+        ids: evaluate only these clips (e.g. an id list's; generated videos of the others are ignored).
 
     Raises:
         MmgtError: a generated video whose id is no real clip's, or a selected real clip without a generated video.
@@ -171,7 +175,7 @@ def pair_clips(
         raise MmgtError("no real clips to evaluate")
     check_generated_ids(reals, generated)
     generated_videos = videos_in(generated, "generated")
-    selected = reals[:num_clips]
+    selected = [clip for clip in reals if ids is None or clip[0] in ids][:num_clips]
     absent = [cid for cid, _, _ in selected if cid not in generated_videos]
     if absent:
         count = f"{len(absent)} of {len(selected)}"
@@ -391,7 +395,7 @@ def _sync(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
                     rows["c" + suffix][pair.id] = rows["d" + suffix][pair.id] = float("nan")
                     no_face.append(f"{pair.id} ({'real' if suffix else 'generated'})")
                     continue
-                d, c, offset = sn.lse_from_distances(sn.sync_distances(model, sn.face_crops(frames, boxes), wave))
+                d, c, offset = sn.lse(model, sn.face_crops(frames, boxes), wave)
                 rows["c" + suffix][pair.id], rows["d" + suffix][pair.id] = c, d
                 if not suffix:
                     rows["offset"][pair.id] = offset

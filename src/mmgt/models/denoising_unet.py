@@ -2,7 +2,9 @@
 
 Construction composes: SD-1.5 ``UNet2DConditionModel`` + AnimateDiff ``MotionAdapter`` -> ``UNetMotionModel``
 (``from_unet2d``). mmgt's additions enter through the extension ladder of STYLE §4.6: reference and MM-HAA as attention
-processors, the pose residual as a forward hook on ``conv_in`` that lives for one call.
+processors (the released MM-HAA placement: forward hooks on the spatial transformers, see
+:mod:`mmgt.models.audio_attention`), the pose residual as a forward hook on ``conv_in`` that lives for one call,
+per-frame motion-module statistics as a GroupNorm subclass holding the same parameters (:func:`set_motion_norm`).
 
 Frame order everywhere is b-major: row ``b * F + f`` of a (B*F, ...) tensor is frame f of sample b, which is how
 ``UNetMotionModel.forward`` flattens (B, C, F, H, W) before ``conv_in``.
@@ -26,14 +28,18 @@ from mmgt.models.audio_attention import AudioAttentionAdapter, install_audio_pro
 from mmgt.models.reference_attention import install_reference_readers, install_reference_writers
 
 MOTION = "motion_modules"
+MOTION_NORMS = ("pooled", "per_frame")  # motion-module GroupNorm statistics (set_motion_norm)
 
 
-def build_denoising_unet(unet2d: UNet2DConditionModel, motion_adapter: MotionAdapter | None = None) -> UNetMotionModel:
+def build_denoising_unet(
+    unet2d: UNet2DConditionModel, motion_adapter: MotionAdapter | None = None, motion_norm: str = "pooled"
+) -> UNetMotionModel:
     """Inflate a 2D SD UNet with AnimateDiff motion modules (every 2D weight is copied unchanged).
 
     Args:
         unet2d: the image-step denoising UNet (SD-1.5 layout).
         motion_adapter: AnimateDiff motion modules; ``None`` creates fresh ones that start as an exact identity.
+        motion_norm: the motion modules' input GroupNorm statistics (:func:`set_motion_norm`).
     """
     if motion_adapter is not None and motion_adapter.config.motion_norm_num_groups != unet2d.config.norm_num_groups:
         # from_unet2d builds the temporal GroupNorms with the UNet's group count; a different count in the adapter
@@ -45,6 +51,7 @@ def build_denoising_unet(unet2d: UNet2DConditionModel, motion_adapter: MotionAda
     unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
     if motion_adapter is None:
         zero_init_motion_modules(unet)
+    set_motion_norm(unet, motion_norm)
     return unet
 
 
@@ -55,6 +62,55 @@ def zero_init_motion_modules(model: nn.Module) -> nn.Module:
             nn.init.zeros_(module.proj_out.weight)
             nn.init.zeros_(module.proj_out.bias)
     return model
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm whose statistics are taken per frame of a (B, C, F, H, W) input; other inputs as nn.GroupNorm.
+
+    Official code: the AnimateDiff motion module (and the release) normalises each frame on its own before the
+    temporal attention; diffusers' ``AnimateDiffTransformer3D`` calls its ``norm`` on the whole (B, C, F, H, W)
+    window, which pools the statistics over the frames (about 0.75 % different at SD-1.5's first motion module).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5:
+            return super().forward(x)
+        b, c, f, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * f, c, h, w)  # (B*F, C, H, W)
+        return super().forward(frames).reshape(b, f, c, h, w).transpose(1, 2)
+
+
+def set_motion_norm(unet: nn.Module, norm: str) -> nn.Module:
+    """Choose how every motion module's input GroupNorm takes its statistics: ``"pooled"`` or ``"per_frame"``.
+
+    ``"pooled"``: over all frames of the window (diffusers' behaviour; the bundled demo and mmgt folders saved before
+    this option were trained so). ``"per_frame"``: each frame alone (AnimateDiff's original and the release). The norm
+    module is swapped for one of the other class holding the SAME parameters, so the state dict, the optimiser's
+    parameters and the saved files are unchanged; only the statistics differ.
+    """
+    if norm not in MOTION_NORMS:
+        raise MmgtError(f"motion_norm must be one of {MOTION_NORMS}, got {norm!r}")
+    cls = FrameGroupNorm if norm == "per_frame" else nn.GroupNorm
+    for module in unet.modules():
+        if isinstance(module, AnimateDiffTransformer3D) and type(module.norm) is not cls:
+            old = module.norm
+            new = cls(old.num_groups, old.num_channels, eps=old.eps, affine=old.affine, device="meta")
+            new.weight, new.bias = old.weight, old.bias  # the same Parameter objects
+            new.train(old.training)
+            module.norm = new
+    return unet
+
+
+def motion_norm(unet: nn.Module) -> str:
+    """``"per_frame"`` or ``"pooled"``: what :func:`set_motion_norm` set on ``unet`` (``"pooled"`` without motion)."""
+    kinds = {
+        "per_frame" if isinstance(m.norm, FrameGroupNorm) else "pooled"
+        for m in unet.modules()
+        if isinstance(m, AnimateDiffTransformer3D)
+    }
+    if len(kinds) > 1:
+        raise MmgtError("the UNet mixes pooled and per-frame motion-module norms; call set_motion_norm")
+    return kinds.pop() if kinds else "pooled"
 
 
 def install_stage2_processors(

@@ -1,8 +1,10 @@
-"""Stage-2 component presets (`sd15`, `tiny`) as plain JSON-friendly dicts, and builders/loaders for them.
+"""Stage-2 component presets (`sd15`, `tiny`, `released`, `released_tiny`) as plain JSON-friendly dicts, and
+builders/loaders for them.
 
 Each section's keys are the constructor arguments of its component (``audio_adapter``: those of
-``AudioAttentionAdapter.for_unet``), so ``Class(**section)`` works and a misspelt key raises ``TypeError``.
-``unet`` is used for both the ReferenceNet and the denoising UNet (spec §5.2).
+``AudioAttentionAdapter.for_unet``; ``denoising_unet``: those of ``build_denoising_unet`` after the UNet and the
+motion adapter), so ``Class(**section)`` works and a misspelt key raises ``TypeError``. ``unet`` is used for both the
+ReferenceNet and the denoising UNet (spec §5.2).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             seq_len=5, num_layers=12, input_dim=768, intermediate_dim=512, output_dim=768, num_tokens=32
         ),
         "audio_adapter": dict(placement="down", audio_dim=768, num_heads=8, released_block=False, norm_num_groups=32),
+        "denoising_unet": dict(motion_norm="per_frame"),  # AnimateDiff's statistics (docs/stage2.md: the measurement)
     },
     # Same wiring, sized to train on 2 CPU cores: 128x128 images -> 16x16 latents (8x VAE), 8 audio tokens x 64.
     "tiny": {
@@ -83,8 +86,22 @@ PRESETS: dict[str, dict[str, dict]] = {
             seq_len=5, num_layers=4, input_dim=32, intermediate_dim=64, output_dim=64, num_tokens=8
         ),
         "audio_adapter": dict(placement="down", audio_dim=64, num_heads=4, released_block=False, norm_num_groups=8),
+        "denoising_unet": dict(motion_norm="pooled"),  # what the bundled demo was trained with
     },
 }  # fmt: skip
+
+# The network of the authors' released checkpoint (spec §5.2, §5.3, verified against their code): MM-HAA as a separate
+# residual module on each down-block spatial transformer's output, inner width = the block's input width in the first
+# module, biased 1x1 adapters; motion-module GroupNorm statistics per frame. `released` has the SD-1.5 sizes the
+# checkpoint has; `released_tiny` the same network at the `tiny` sizes (tests, `mmgt weights convert-released` checks).
+RELEASED_OPTIONS: dict[str, dict] = {
+    "audio_adapter": dict(
+        position="transformer_output", inner_width="block_input", released_block=True, adapter_bias=True
+    ),
+    "denoising_unet": dict(motion_norm="per_frame"),
+}
+for _name, _base in (("released", "sd15"), ("released_tiny", "tiny")):
+    PRESETS[_name] = {k: {**v, **RELEASED_OPTIONS.get(k, {})} for k, v in copy.deepcopy(PRESETS[_base]).items()}
 
 # Component -> files that make a local folder loadable (any one weights file suffices).
 _WEIGHTS = {

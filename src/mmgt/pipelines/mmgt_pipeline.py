@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.pipelines.reference import fit_image, prepare_reference
 from mmgt.pose.masks import MotionMasks, motion_masks
 from mmgt.utils.audio_io import Audio
+from mmgt.utils.files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -124,20 +124,12 @@ class MMGTPipeline:
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write the folder (both stages, ``mmgt.json``); built beside it and renamed, so it appears whole or not."""
         target = Path(folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_folder(target) as tmp:
             for name, stage in zip(STAGES, (self.stage1, self.stage2)):
                 stage.save_pretrained(stage_folder(tmp, name))
                 if stage.audio_encoder is not None:
                     shutil.copytree(stage.audio_encoder.folder, encoder_folder(tmp, name))
             write_model_config(tmp, self.config)
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def to(self, device: str | torch.device) -> MMGTPipeline:

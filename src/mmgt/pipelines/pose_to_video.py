@@ -30,7 +30,13 @@ from mmgt.errors import MmgtError
 from mmgt.models.attention_inputs import AttnInputs
 from mmgt.models.audio_attention import AudioAttentionAdapter
 from mmgt.models.audio_projection import AudioProjection
-from mmgt.models.denoising_unet import denoise_with_reference_dropout, encode_reference, install_stage2_processors
+from mmgt.models.denoising_unet import (
+    denoise_with_reference_dropout,
+    encode_reference,
+    install_stage2_processors,
+    set_motion_norm,
+)
+from mmgt.models.denoising_unet import motion_norm as current_motion_norm
 from mmgt.models.pose_guider import PoseGuider
 from mmgt.pipelines.context_windows import WindowCache, WindowConditions, context_windows
 from mmgt.pipelines.reference import clip_pixels, fit_image
@@ -62,7 +68,9 @@ class PoseToVideoPipeline(DiffusionPipeline):
 
     Config: ``audio_features`` (the stage-2 :func:`mmgt.audio.features.feature_spec` the audio projection was
     trained on), ``pose_mouth`` (whether the pose images show the jaw-line and lip landmarks, as the model was
-    trained: ``data.pose_mouth``; without them the mouth comes from the audio alone) and the sampling defaults of
+    trained: ``data.pose_mouth``; without them the mouth comes from the audio alone), ``motion_norm`` (the motion
+    modules' GroupNorm statistics, ``"pooled"`` | ``"per_frame"``: :func:`~mmgt.models.denoising_unet.set_motion_norm`;
+    ``None`` keeps what the UNet has, ``"pooled"`` for folders saved before the option) and the sampling defaults of
     :class:`~mmgt.pipelines.sampling_defaults.VideoSampling` (steps, guidance, MM-HAA branch weights, context windows,
     ``uncond_reference``), which every call argument left at ``None`` takes. ``uncond_reference`` is what the
     unconditional CFG branch sees of the reference: ``"skip"`` (default) no ReferenceNet features, exactly what
@@ -92,6 +100,7 @@ class PoseToVideoPipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         audio_features: dict | None = None,
         pose_mouth: bool = True,
+        motion_norm: str | None = None,
         num_inference_steps: int = _defaults.num_inference_steps,
         guidance_scale: float = _defaults.guidance_scale,
         audio_guidance_scale: float | None = _defaults.audio_guidance_scale,
@@ -117,8 +126,12 @@ class PoseToVideoPipeline(DiffusionPipeline):
             audio_adapter=audio_adapter,
             scheduler=scheduler,
         )
-        self.register_to_config(audio_features=audio_features, pose_mouth=bool(pose_mouth), **sampling.to_dict())
-        install_stage2_processors(unet, reference_unet, audio_adapter)  # processors are never saved
+        motion_norm = motion_norm or current_motion_norm(unet)  # None (folders saved before the option): the UNet's
+        set_motion_norm(unet, motion_norm)
+        self.register_to_config(
+            audio_features=audio_features, pose_mouth=bool(pose_mouth), motion_norm=motion_norm, **sampling.to_dict()
+        )
+        install_stage2_processors(unet, reference_unet, audio_adapter)  # processors and hooks are never saved
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.audio_encoder: SpeechEncoder | None = None
 

@@ -93,6 +93,7 @@ POSE_SAMPLING: dict[str, PoseSampling] = {
 }
 VIDEO_SAMPLING: dict[str, VideoSampling] = {
     "sd15": VideoSampling(),
+    "released": VideoSampling(),  # the authors' demo: DDIM 30, CFG 3.5, (1, 1, 2), no reference in CFG's negative
     "tiny": VideoSampling(num_inference_steps=12),  # the bundled demo: fast on a laptop CPU
 }
 

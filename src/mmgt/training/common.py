@@ -6,8 +6,8 @@ batches and losses from step k + 1 on as an uninterrupted run.
 
 Every entry point runs in the same order: check everything the run needs (:mod:`mmgt.training.preflight`; nothing
 is written yet), build the data and models, :func:`start_run` (disk space, run folder, config, resume), the loop,
-then the final export (:func:`export_folder`) BEFORE the final validation (:func:`validate_or_warn`), so no validation
-failure can lose the model.
+then the final export (:func:`mmgt.utils.files.atomic_folder`) BEFORE the final validation
+(:func:`validate_or_warn`), so no validation failure can lose the model.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +31,7 @@ from torch import nn
 
 from mmgt.config import save_config
 from mmgt.errors import MmgtError, debug_enabled
-from mmgt.utils.files import error_summary, temp_path_for
+from mmgt.utils.files import error_summary
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
@@ -259,31 +258,6 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, exports:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return path
-
-
-@contextmanager
-def export_folder(path: Path) -> Iterator[Path]:
-    """Write a model folder so that ``path`` is either complete or untouched (no partial export).
-
-    Yields a hidden temporary folder next to ``path``; on normal exit it replaces ``path`` (an earlier export of the
-    same run is removed only then), on an exception it is deleted and the exception re-raised.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path, suffix="")
-    try:
-        yield tmp
-        if not tmp.is_dir():
-            raise MmgtError(f"{path}: nothing was exported")
-        old = temp_path_for(path, suffix=".old") if path.exists() else None
-        if old is not None:
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def validate_or_warn(what: str, step: int, validate: Callable[[], object]) -> None:

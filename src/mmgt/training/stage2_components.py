@@ -195,7 +195,7 @@ def video_step_components(cfg: Stage2Train, audio_spec: dict) -> dict[str, nn.Mo
         motion_adapter = load_folder(MotionAdapter, cfg.motion_adapter, "motion_adapter")
     else:  # fresh temporal modules that start as an exact identity (AnimateDiff's zero-initialised proj_out)
         motion_adapter = zero_init_motion_modules(MotionAdapter(**preset(cfg.preset)["motion_adapter"]))
-    parts["unet"] = build_denoising_unet(parts["unet"], motion_adapter)
+    parts["unet"] = build_denoising_unet(parts["unet"], motion_adapter, **preset(cfg.preset)["denoising_unet"])
     parts["motion_adapter"] = motion_adapter  # kept to export the motion modules in checkpoints
     parts["audio_projection"], parts["audio_adapter"] = build_audio_modules(
         cfg.preset, parts["unet"], audio_spec, cfg.audio_placement
@@ -287,7 +287,7 @@ def build_pipeline(
     unet, projection, adapter = model.unet, model.audio_projection, model.audio_adapter
     if cfg.step == "image":  # fresh temporal modules are an identity and fresh MM-HAA adapters are zero: per-frame
         motion = zero_init_motion_modules(MotionAdapter(**preset(cfg.preset)["motion_adapter"]))
-        unet = build_denoising_unet(model.unet, motion)
+        unet = build_denoising_unet(model.unet, motion, **preset(cfg.preset)["denoising_unet"])
         projection, adapter = build_audio_modules(cfg.preset, unet, audio_spec, cfg.audio_placement)
         unet, projection, adapter = (m.to(vae.device) for m in (unet, projection, adapter))
     pipe = PoseToVideoPipeline(

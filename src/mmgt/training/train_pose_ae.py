@@ -12,9 +12,8 @@ from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
 from mmgt.evaluation.pose_autoencoder import reconstruction_error, sliding_windows, train_pose_autoencoder
-from mmgt.training.common import export_folder
 from mmgt.training.preflight import REPORT, check_pose_ae
-from mmgt.utils.files import sha256_file
+from mmgt.utils.files import atomic_folder, sha256_file
 
 
 def main(
@@ -54,7 +53,7 @@ def main(
             "val_mse": reconstruction_error(model, val),
             "val_mse_mean_pose": float(np.mean((val - mean_pose)[:, :, list(model.config.keypoints)] ** 2)),
         }
-    with export_folder(output) as tmp:
+    with atomic_folder(output) as tmp:
         model.save_pretrained(tmp)
         report["sha256"] = sha256_file(next(tmp.glob("*.safetensors")))
         (tmp / REPORT).write_text(json.dumps(report, indent=2))

@@ -24,7 +24,6 @@ from mmgt.training.common import (
     build_optimizer,
     checkpoint_size,
     collate,
-    export_folder,
     log_losses,
     optimizer_step,
     save_checkpoint,
@@ -36,6 +35,7 @@ from mmgt.training.common import (
     warmup_lambda,
 )
 from mmgt.training.validate_stage1 import validate_stage1
+from mmgt.utils.files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
     # is a warning and cannot lose the export.
     final = run_dir / "final"
     if accelerator.is_main_process:
-        with export_folder(final) as tmp:
+        with atomic_folder(final) as tmp:
             build_pipeline(_ema_copy(accelerator, model, ema), scheduler, cfg, encoder).save_pretrained(tmp)
         if plan.validate:
             _validate(accelerator, model, ema, scheduler, cfg, encoder, run_dir, cfg.max_steps, val_log)

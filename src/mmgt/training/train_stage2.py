@@ -29,7 +29,6 @@ from mmgt.training.common import (
     build_optimizer,
     checkpoint_size,
     collate,
-    export_folder,
     log_losses,
     optimizer_step,
     save_checkpoint,
@@ -53,6 +52,7 @@ from mmgt.training.stage2_components import (
 )
 from mmgt.training.stage2_objective import SyncTerm, encode_batch, stage2_loss
 from mmgt.training.validate_stage2 import validate_stage2
+from mmgt.utils.files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
     if main_process:
         model = accelerator.unwrap_model(trainee)
         vae32, clip32 = (placed(m, device, torch.float32) for m in (vae, image_encoder))
-        with export_folder(final) as tmp:
+        with atomic_folder(final) as tmp:
             if cfg.step == "image":
                 exports = checkpoint_exports(model, parts, "image") | {"vae": vae32, "image_encoder": clip32}
                 for name, module in exports.items():

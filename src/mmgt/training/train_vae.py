@@ -28,7 +28,6 @@ from mmgt.training.common import (
     CSVLog,
     build_optimizer,
     checkpoint_size,
-    export_folder,
     log_losses,
     optimizer_step,
     save_checkpoint,
@@ -39,6 +38,7 @@ from mmgt.training.common import (
     validate_or_warn,
     warmup_lambda,
 )
+from mmgt.utils.files import atomic_folder
 
 SCALE_STREAM = 1  # step_generator stream of the scaling-factor estimate (stream 0 is the training steps')
 
@@ -198,7 +198,7 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
         frames = train.random_crops(sample_rng, cfg.scaling_frames, cfg.data.size, (1.0, 1.0), hflip=False)
         scale = latent_scaling_factor(vae, frames, step_generator(cfg.seed, cfg.max_steps, 0, SCALE_STREAM))
         vae.register_to_config(scaling_factor=scale)
-        with export_folder(final) as tmp:
+        with atomic_folder(final) as tmp:
             vae.save_pretrained(tmp)
         print(f"vae: scaling_factor {scale:.5f}; exported to {final}")
         if plan.validate:

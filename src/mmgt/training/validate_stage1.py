@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mmgt.contracts import PoseSequence
+from mmgt.data.id_list import ListedClip, select_listed
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
 from mmgt.evaluation import beat_alignment_score, fgd, keypoint_l2, lip_sync_score, pck
@@ -55,8 +56,9 @@ def generate_for_clips(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     seed: int = 0,
+    ids: list[ListedClip] | None = None,
 ) -> dict:
-    """Poses per condition for the first ``num_clips`` clips of ``split``.
+    """Poses per condition for the first ``num_clips`` clips of ``split`` (of the clips ``ids`` lists, if given).
 
     Returns ``{"clips": [ids], "gt": [PoseSequence], "waves": [...], "sample_rate": sr, condition: [PoseSequence]}``.
     Sampling settings left at None are the model's. Every clip is driven from its own first frame (the reference).
@@ -64,7 +66,7 @@ def generate_for_clips(
     ``still_reference`` repeats the reference pose.
     """
     root = Path(dataset_root)
-    records = read_manifest(root, split)[:num_clips]
+    records = select_listed(read_manifest(root, split), ids, f"the {split} split of {root}")[:num_clips]
     if not records:
         raise ValueError(f"{root}: no clips in split {split!r}")
     gts = [PoseSequence.load(r.path(root, "keypoints")) for r in records]

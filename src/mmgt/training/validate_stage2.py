@@ -24,6 +24,7 @@ import torch
 
 from mmgt.constants import FPS
 from mmgt.contracts import PoseSequence
+from mmgt.data.id_list import ListedClip, select_listed
 from mmgt.data.manifest import read_manifest
 from mmgt.data.stage2_dataset import crop_resize
 from mmgt.errors import MmgtError
@@ -113,6 +114,7 @@ def evaluate_stage2(
     guidance_scale: float | None = None,
     seed: int = 0,
     videos_dir: str | os.PathLike | None = None,
+    ids: list[ListedClip] | None = None,
 ) -> dict:
     """Regenerate held-out clips and score them (see the module docstring).
 
@@ -124,6 +126,7 @@ def evaluate_stage2(
         conditions: any of ``audio``, ``no_audio``.
         num_inference_steps, guidance_scale: sampling (None: the model's).
         videos_dir: if set, writes ``<clip>.mp4`` per clip: real | each condition, side by side, with the audio.
+        ids: only the clips of this id list (:func:`~mmgt.data.id_list.read_test_ids`); all must be in ``split``.
 
     Returns:
         ``{"clips": [...], "per_clip": {condition: [row, ...]}, "mean": {condition: {metric: value}}}`` with the
@@ -133,7 +136,7 @@ def evaluate_stage2(
     if unknown:
         raise MmgtError(f"unknown stage-2 evaluation condition(s) {sorted(unknown)}; choose from {CONDITIONS}")
     root = Path(dataset_root)
-    records = read_manifest(root, split)[:num_clips]
+    records = select_listed(read_manifest(root, split), ids, f"the {split} split of {root}")[:num_clips]
     if not records:
         raise MmgtError(f"{root}: no clips in split {split!r}")
 

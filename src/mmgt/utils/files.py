@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,35 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a folder (a model, an export) so that ``path`` is either complete or untouched.
+
+    Yields a hidden temporary path next to ``path`` (not yet created: the block creates it, e.g. with
+    ``save_pretrained``); on normal exit it replaces ``path`` (an earlier folder there is removed only then), on an
+    exception it is deleted and the exception re-raised.
+
+    Raises:
+        MmgtError: the block finished without creating the folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path, suffix="")
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise MmgtError(f"{path}: nothing was written")
+        old = temp_path_for(path, suffix=".old") if path.exists() else None
+        if old is not None:
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
