@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from mmgt.config import SyncNetData, SyncNetTrain, load_config
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import ConfigError, MmgtError
+from mmgt.evaluation import weight_files
 from mmgt.evaluation.syncnet import lse_from_distances, offset_distances
+from mmgt.evaluation.video_eval import VideoEvalOptions
 from mmgt.models.lipsync import LipSyncExpert
 from mmgt.training.common import latest_checkpoint
 from mmgt.training.lipsync_data import (
@@ -24,6 +27,7 @@ from mmgt.training.lipsync_data import (
     video_lse,
 )
 from mmgt.training.train_syncnet import main
+from mmgt.training.validate_video import video_report
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.video_io import read_video_frames
 
@@ -159,3 +163,27 @@ def test_expert_scorer_reads_the_clip_keypoints(synth_dataset, tmp_path):
     assert "not syncnet_v2" in scorer.label
     with pytest.raises(MmgtError, match="has no keypoints"):
         scorer("elsewhere", frames, wave)
+
+
+def test_eval_video_uses_the_expert_without_syncnet_v2(synth_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(weight_files, "locate", lambda spec, path=None: None)  # no syncnet_v2.model, even if packaged
+    torch.manual_seed(0)
+    LipSyncExpert.from_preset("tiny").save_pretrained(tmp_path / "expert")
+    scorer = ExpertSyncScorer(tmp_path / "expert", synth_dataset, "test")
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    records = read_manifest(synth_dataset, "test")
+    for rec in records:  # the real clips themselves stand in for generated videos
+        shutil.copy(rec.path(synth_dataset, "video"), generated / f"{rec.id}.mp4")
+    options = VideoEvalOptions(groups=("sync",), sync_expert=scorer, progress=False)
+    report = video_report(synth_dataset, generated, split="test", options=options)
+    metrics = {m.key: m for m in report.metrics}
+    assert set(metrics) == {"sync_c", "sync_d"} and "not syncnet_v2" in metrics["sync_c"].implementation
+    for key in ("sync_c", "sync_d"):  # generated == real videos: the same numbers on both sides
+        assert metrics[key].values["generated"] == pytest.approx(metrics[key].reference, abs=1e-6)
+    rec = records[0]
+    frames = read_video_frames(rec.path(synth_dataset, "video"))
+    wave = load_audio(rec.path(synth_dataset, "audio"), sample_rate=16000)
+    d, c, _ = scorer(rec.id, frames, wave[: len(frames) * 640])
+    assert metrics["sync_d"].per_clip["generated"][rec.id] == pytest.approx(d, abs=1e-6)
+    assert any("not comparable" in note for note in report.notes)

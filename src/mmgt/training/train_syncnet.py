@@ -24,7 +24,6 @@ from mmgt.training.common import (
     CSVLog,
     build_optimizer,
     checkpoint_size,
-    export_folder,
     log_losses,
     optimizer_step,
     save_checkpoint,
@@ -35,6 +34,7 @@ from mmgt.training.common import (
     warmup_lambda,
 )
 from mmgt.training.lipsync_data import SyncClips, sync_accuracy, training_batch
+from mmgt.utils.files import atomic_folder
 
 
 def sync_losses(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,7 +99,7 @@ def main(cfg: SyncNetTrain, resume: bool = False) -> Path:
     final = run_dir / "final"
     if main_process:
         model = accelerator.unwrap_model(expert)
-        with export_folder(final) as tmp:
+        with atomic_folder(final) as tmp:
             model.save_pretrained(tmp)
         print(f"syncnet: exported to {final}")
         if plan.validate:
