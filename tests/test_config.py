@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mmgt.config import ConfigError, Stage1Train, Stage2Train, VaeTrain, load_config, save_config
+from mmgt.config import ConfigError, Stage1Train, Stage2Train, SyncNetTrain, VaeTrain, load_config, save_config
 
 
 @dataclass
@@ -47,7 +47,7 @@ TRAINING_CONFIGS = [p for p in Path(__file__).parents[1].glob("configs/*/*.yaml"
 
 @pytest.mark.parametrize("path", sorted(TRAINING_CONFIGS), ids=lambda p: p.name)
 def test_every_shipped_config_loads_into_its_schema(path):
-    schema = {"stage1": Stage1Train, "stage2": Stage2Train, "vae": VaeTrain}[path.parent.name]
+    schema = {"stage1": Stage1Train, "stage2": Stage2Train, "vae": VaeTrain, "syncnet": SyncNetTrain}[path.parent.name]
     cfg = load_config(schema, path)  # unknown keys and wrong types raise
     assert cfg.name == path.stem  # runs land in runs/<stage>/<config name>
 

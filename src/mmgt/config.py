@@ -237,6 +237,11 @@ class Stage2Objective:
     # Video step: the loss weight of latent pixels inside the lip mask is 1 + this (0 = the spec's plain loss). The
     # mouth covers a few latent pixels, so its share of the loss is tiny (tried on tiny: docs/stage2.md).
     lip_loss_weight: float = 0.0
+    # Video step, beyond the paper (docs/stage2.md): a frozen lip-sync expert (`mmgt train syncnet` export) scores
+    # the decoded one-step x0 prediction's mouth crops against the window's audio; its loss, weighted by
+    # alpha_bar_t, is added with this weight (0 = off, the spec).
+    sync_loss_weight: float = 0.0
+    sync_expert: str | None = None  # the expert folder (<run>/final of `mmgt train syncnet`)
 
 
 @dataclass
@@ -280,3 +285,43 @@ class Stage2Train:
         default_factory=lambda: OptimSection(lr=1e-5, weight_decay=1e-2, warmup_steps=1, grad_clip=1.0)
     )  # spec §5.5: AdamW 1e-5, wd 1e-2, constant LR; the video step used adamw8bit
     validation: Stage2Validation = field(default_factory=Stage2Validation)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The lip-sync expert (`mmgt train syncnet`) and its use in the stage-2 video step
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class SyncNetData:
+    root: str = "synth-data"
+    # Negatives: the window's audio shifted by min_shift..max_shift frames either way, or (this share of them) a
+    # window of another clip. Positives are half of each batch.
+    min_shift: int = 2
+    max_shift: int = 15
+    other_clip_prob: float = 0.25
+    jitter: int = 3  # random shift of the mouth crop, up to this many crop pixels each way
+    gain: float = 0.1  # random contrast x (1 +- gain) and brightness +- gain / 2 (pixels in [-1, 1])
+
+
+@dataclass
+class SyncNetValidation:
+    every: int = 500  # steps; 0 disables (the final validation always runs)
+    split: str = "val"  # sync accuracy (in-sync vs audio shifted by >= 5 frames) and AV-offset accuracy of its clips
+
+
+@dataclass
+class SyncNetTrain:
+    """``mmgt train syncnet``: the lip-sync expert (``mmgt.models.lipsync``) on a dataset's mouth crops and audio."""
+
+    name: str = "syncnet"
+    output_root: str = "runs"
+    seed: int = 0
+    max_steps: int = 3000
+    batch_size: int = 64
+    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    log_every: int = 10
+    data: SyncNetData = field(default_factory=SyncNetData)
+    model: ModelSection = field(default_factory=ModelSection)  # mmgt.models.lipsync.PRESETS + LipSyncExpert args
+    optim: OptimSection = field(default_factory=lambda: OptimSection(lr=1e-3, weight_decay=1e-4, warmup_steps=100))
+    validation: SyncNetValidation = field(default_factory=SyncNetValidation)

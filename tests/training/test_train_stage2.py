@@ -15,9 +15,10 @@ from mmgt.config import Stage2Train, load_config
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import read_manifest
 from mmgt.diffusion.stage2 import make_stage2_scheduler
-from mmgt.errors import MmgtError, ModelFolderError
+from mmgt.errors import ConfigError, MmgtError, ModelFolderError
 from mmgt.models.audio_projection import AudioProjection
 from mmgt.models.denoising_unet import build_denoising_unet
+from mmgt.models.lipsync import LipSyncExpert
 from mmgt.models.stage2_presets import build_components
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.training.common import build_optimizer, latest_checkpoint
@@ -28,7 +29,7 @@ from mmgt.training.stage2_components import (
     trainable_counts,
     video_step_components,
 )
-from mmgt.training.stage2_objective import lip_loss_weights, stage2_loss
+from mmgt.training.stage2_objective import SyncTerm, lip_loss_weights, stage2_loss
 from mmgt.training.train_stage2 import main
 from mmgt.utils.audio_io import Audio
 
@@ -326,3 +327,82 @@ def test_lip_loss_weights_upweight_exactly_the_lip_mask():
     assert lip_loss_weights(None, torch.Size((b, 4, f, h, w)), 9.0) is None
     with pytest.raises(MmgtError, match="lip mask"):
         lip_loss_weights(masks, torch.Size((b, 4, f, 8, 8)), 9.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The lip-sync term of the video step (objective.sync_loss_weight, beyond the paper)
+# ---------------------------------------------------------------------------------------------------------------------
+def _sync_setup(weight: float, f: int = 6):
+    """A video-step trainee, its inputs at 64 px with mouth squares and expert audio, and a frozen random expert."""
+    cfg = load_config(
+        Stage2Train, overrides=["step=video", f"objective.sync_loss_weight={weight}", "objective.audio_drop_prob=0"]
+    )
+    parts = _video_parts()
+    trainee = build_trainee(cfg, parts)
+    _nonzero_adapters(trainee)
+    torch.manual_seed(1)
+    expert = LipSyncExpert.from_preset("tiny")
+    sync = SyncTerm(expert, parts["vae"], clips=None, size=64)
+    inputs = _video_inputs(b=1, f=f)
+    g = torch.Generator().manual_seed(4)
+    square = torch.tensor([30.0, 40.0, 0.98, 0.2, -0.2, 0.98, 6.0])  # a slightly rolled head
+    inputs["sync_squares"] = (square + torch.randn(f, 7, generator=g) * 0.05).unsqueeze(0)  # (1, F, 7)
+    inputs["sync_audio"] = torch.randn(1, f, 81, generator=g)
+    return cfg, trainee, sync, inputs
+
+
+def test_sync_term_is_off_at_weight_0_and_alpha_bar_weighted_otherwise():
+    scheduler, cpu = make_stage2_scheduler(), torch.device("cpu")
+    cfg, trainee, sync, inputs = _sync_setup(0.0)
+    plain = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu)
+    off = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu, sync)
+    assert off.keys() == plain.keys() == {"loss", "mse"} and off["loss"] == plain["loss"]  # exactly the spec's
+
+    cfg_on, *_ = _sync_setup(0.5)
+    on = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg_on, cpu, sync)
+    t = torch.randint(0, 1000, (1,), generator=torch.Generator().manual_seed(1))  # the step's first draw
+    alpha_bar = float(scheduler.alphas_cumprod[t])
+    assert on["mse"] == plain["mse"] and on["sync"] > 0
+    torch.testing.assert_close(on["loss"], plain["loss"] + 0.5 * alpha_bar * on["sync"], rtol=1e-5, atol=1e-7)
+
+
+def test_sync_gradient_reaches_the_unet_and_the_expert_stays_frozen():
+    scheduler, cpu = make_stage2_scheduler(), torch.device("cpu")
+    cfg, trainee, sync, inputs = _sync_setup(1.0)
+    before = {k: v.clone() for k, v in sync.expert.state_dict().items()}
+    trainee.train()
+    with_sync = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(2), cfg, cpu, sync)
+    plain = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(2), cfg, cpu)
+    (with_sync["loss"] - plain["loss"]).backward()  # the sync term's gradient alone
+    grads = {n: p.grad for n, p in trainee.named_parameters() if p.requires_grad}
+    motion = [g for n, g in grads.items() if "motion_modules" in n and g is not None]
+    audio = [g for n, g in grads.items() if n.startswith(("audio_adapter", "audio_projection")) and g is not None]
+    assert motion and any(g.abs().sum() > 0 for g in motion)  # reaches the temporal layers of the UNet ...
+    assert audio and any(g.abs().sum() > 0 for g in audio)  # ... and the audio path
+    assert all(p.grad is None and not p.requires_grad for p in sync.expert.parameters())  # the expert is frozen
+    assert all(p.grad is None for p in sync.vae.parameters())
+    assert not sync.expert.training
+    assert all(torch.equal(v, sync.expert.state_dict()[k]) for k, v in before.items())
+
+
+def test_video_step_with_the_sync_loss_resumes_exactly(synth_dataset, image_export, tmp_path):
+    out, image_final = image_export
+    torch.manual_seed(0)
+    LipSyncExpert.from_preset("tiny").save_pretrained(tmp_path / "expert")
+    extra = [
+        f"init_from={image_final}",
+        "data.num_frames=6",
+        "objective.sync_loss_weight=0.5",
+        f"objective.sync_expert={tmp_path / 'expert'}",
+    ]
+    main(_cfg(synth_dataset, out, "video", "sync_straight", 2, extra))
+    with (out / "stage2" / "sync_straight" / "train_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(0 < float(r["sync"]) < 20 for r in rows)
+    main(_cfg(synth_dataset, out, "video", "sync_resumed", 1, extra))
+    main(_cfg(synth_dataset, out, "video", "sync_resumed", 2, extra), resume=True)
+    assert _losses(out / "stage2" / "sync_resumed") == _losses(out / "stage2" / "sync_straight")
+    with pytest.raises(MmgtError, match="objective.sync_expert"):
+        main(_cfg(synth_dataset, out, "video", "sync_bad", 1, [*extra[:3], "objective.sync_expert=null"]))
+    with pytest.raises(ConfigError, match="video step only"):
+        main(_cfg(synth_dataset, out, "image", "sync_img", 1, [*extra[1:3], f"vae={image_final / 'vae'}"]))

@@ -280,6 +280,13 @@ def _register_video(commands) -> None:
     weights.add_argument("--lpips-alexnet", type=Path, default=None, help="alexnet-owt-7be5be79.pth")
     weights.add_argument("--lpips-linear", type=Path, default=None, help="lpips v0.1 alex.pth")
     weights.add_argument("--syncnet", type=Path, default=None, help="syncnet_v2.model")
+    weights.add_argument(
+        "--sync-expert",
+        type=Path,
+        default=None,
+        help="a `mmgt train syncnet` export: Sync-C/D with it when no syncnet_v2.model is given (needs --real to be a "
+        "dataset: the mouth crops come from its keypoints; labelled in the report, not on syncnet_v2's scale)",
+    )
     weights.add_argument("--s3fd", type=Path, default=None, help="sfd_face.pth (face crops; default MediaPipe)")
     weights.add_argument(
         "--dwpose", type=Path, nargs=2, default=None, metavar=("DET", "POSE"), help="DWPose ONNX files (HKC etc.)"
@@ -315,6 +322,12 @@ def _video(args: argparse.Namespace) -> int:
         fvd_frames=args.fvd_frames,
         progress=not args.quiet,
     )
+    if args.sync_expert is not None:
+        from mmgt.training.lipsync_data import ExpertSyncScorer
+
+        if not is_dataset(args.real):
+            raise MmgtError(f"--sync-expert needs --real to be an mmgt dataset folder (keypoints), got {args.real}")
+        options.sync_expert = ExpertSyncScorer(args.sync_expert, args.real, args.split)
     check_output_dir(args.output)  # before any long work: the output, the clips' ids, the weight files
     check_generated_ids(real_clips(args.real, args.split, "--real"), args.generated)
     reals = real_clips(args.real, args.split, "--real", args.ids)

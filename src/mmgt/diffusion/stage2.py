@@ -142,3 +142,20 @@ def v_target(
     # Coefficients in float64, then in the latents' dtype (the terminal sqrt(1 - alpha_bar) is exactly 1).
     signal, sigma = alpha_bar.sqrt().to(latents.dtype), (1.0 - alpha_bar).sqrt().to(latents.dtype)
     return signal * noise.to(latents.dtype) - sigma * latents
+
+
+def x0_from_v(scheduler: DDIMScheduler, noisy: torch.Tensor, v: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The one-step clean prediction x0 = sqrt(alpha_bar_t) * x_t - sqrt(1 - alpha_bar_t) * v of a v-prediction.
+
+    Args:
+        scheduler: the stage-2 scheduler.
+        noisy: (B, ...) the noisy latents x_t.
+        v: (B, ...) the predicted v (gradients flow through it).
+        timesteps: (B,) integer timesteps.
+
+    Returns:
+        (B, ...) tensor, the dtype of ``v``.
+    """
+    alpha_bar = _alpha_bar(scheduler, timesteps).view(-1, *([1] * (v.ndim - 1)))  # (B, 1, ...)
+    signal, sigma = alpha_bar.sqrt().to(v.dtype), (1.0 - alpha_bar).sqrt().to(v.dtype)
+    return signal * noisy.to(v.dtype) - sigma * v

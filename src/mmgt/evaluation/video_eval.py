@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,10 @@ class VideoEvalOptions:
         fid_stride: use every n-th frame for FID (1: all frames).
         fvd_frames: frames per FVD clip.
         progress: progress bars.
+        sync_expert: Sync-C/D's scorer when no syncnet_v2.model is found, e.g. a trained lip-sync expert
+            (``mmgt.training.lipsync_data.ExpertSyncScorer``): called with (clip id, (F, H, W, 3) uint8 frames, 16 kHz
+            speech), it returns (LSE-D, LSE-C, AV offset); its ``label`` names it in the report, since its numbers
+            are on its own scale, not syncnet_v2's.
     """
 
     groups: tuple[str, ...] = GROUPS
@@ -82,6 +86,7 @@ class VideoEvalOptions:
     fid_stride: int = 1
     fvd_frames: int = 16
     progress: bool = True
+    sync_expert: Callable[[str, np.ndarray, np.ndarray], tuple[float, float, int]] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -378,6 +383,9 @@ def _sync(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
     from mmgt.evaluation import syncnet as sn
 
     path = wf.locate(wf.SYNCNET, options.syncnet)
+    if path is None and options.sync_expert is not None:
+        _sync_with_expert(report, pairs, facts, options)
+        return
     if path is None:
         for label in ("Sync-C", "Sync-D"):
             report.skip(label, wf.missing(wf.SYNCNET))
@@ -408,6 +416,24 @@ def _sync(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
         "weights": records,
         "details": {"face_detector": faces.label, "av_offset_frames": rows["offset"], "no_face": no_face},
     }
+    report.add(clip_metric("sync_c", rows["c"], rows["c_real"], **common))
+    report.add(clip_metric("sync_d", rows["d"], rows["d_real"], **common))
+
+
+def _sync_with_expert(report: Report, pairs, facts, options: VideoEvalOptions) -> None:
+    """Sync-C/D with ``options.sync_expert`` (no syncnet_v2.model): the same definitions, the expert's own scale."""
+    scorer = options.sync_expert
+    rows = {name: {} for name in ("c", "d", "c_real", "d_real", "offset")}
+    for pair, r, g in _frames(pairs, facts, "Sync-C/D (lip-sync expert)", options.progress):
+        wave = _speech(pair, len(r), facts["fps"])
+        for frames, suffix in ((g, ""), (r, "_real")):
+            d, c, offset = scorer(pair.id, frames, wave)
+            rows["c" + suffix][pair.id], rows["d" + suffix][pair.id] = c, d
+            if not suffix:
+                rows["offset"][pair.id] = offset
+    label = getattr(scorer, "label", "a lip-sync expert")
+    report.notes.append(f"Sync-C/D: no syncnet_v2.model given; scored with {label}, not comparable to published ones")
+    common = {"implementation": label, "weights": [], "details": {"av_offset_frames": rows["offset"]}}
     report.add(clip_metric("sync_c", rows["c"], rows["c_real"], **common))
     report.add(clip_metric("sync_d", rows["d"], rows["d_real"], **common))
 

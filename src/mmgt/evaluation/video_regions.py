@@ -55,26 +55,28 @@ def _head_frames(kp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return origin, x_axis, y_axis, unit
 
 
-def mouth_crops(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
-    """Square crops of the mouth, fixed to the head, one per frame.
+def mouth_squares(poses: PoseSequence, height: int, width: int) -> np.ndarray:
+    """The head-fixed mouth square of each frame, in the pixels of a ``height`` x ``width`` frame.
 
-    The crop follows the head (nose and outer eye corners: translation, roll and scale) but not the lips: it sits
-    where the clip's lips are on median, so an opening mouth changes the pixels inside a still window. (A crop
+    The square follows the head (nose and outer eye corners: translation, roll and scale) but not the lips: it sits
+    where the clip's lips are on median, so an opening mouth changes the pixels inside a still window. (A window
     centred on each frame's lip keypoints would itself move down as the keypoints open, and read pixel change from a
-    closed generated mouth.)
+    closed generated mouth.) :func:`mouth_crops` samples it here; the lip-sync expert (``mmgt.models.lipsync``)
+    samples the same squares, differentiably.
 
     Args:
-        frames: (F, H, W, 3) uint8 video.
-        poses: the F driving poses (any canvas size; scaled to the frames).
+        poses: the F driving poses (any canvas size; scaled to the frame size).
+        height, width: the frame size in pixels.
 
     Returns:
-        (F, 16, 16, 3) float32 crops in [0, 1]; NaN for frames whose lips, nose or outer eye corners are not visible.
+        (F, 7) float64 rows ``(cx, cy, ax, ay, bx, by, half)``: the centre, the unit head x axis (along the eyes), the
+        unit y axis (down the face) and the half-side in pixels (at least 3); NaN rows for frames whose lips, nose or
+        outer eye corners are not visible.
     """
-    _check(frames, poses)
-    kp = _pixel_keypoints(frames, poses)  # (F, K, 2)
+    kp = poses.keypoints * np.array([width / poses.width, height / poses.height], dtype=np.float64)  # (F, K, 2)
     needed = [*LIPS, *NOSE, *HEAD_AXIS]
     seen = (poses.scores[:, needed] > VISIBILITY_THRESHOLD).all(axis=1)  # (F,)
-    out = np.full((len(frames), MOUTH_CROP, MOUTH_CROP, 3), np.nan, np.float32)
+    out = np.full((poses.num_frames, 7), np.nan)
     if not seen.any():
         return out
     origin, x_axis, y_axis, unit = _head_frames(kp)
@@ -85,10 +87,29 @@ def mouth_crops(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
     cx = np.median((lx.min(1) + lx.max(1))[seen]) / 2
     cy = np.median((ly.min(1) + ly.max(1))[seen]) / 2
     half = (0.5 + MOUTH_MARGIN) * np.median((lx.max(1) - lx.min(1))[seen])  # in eye-distance units
-    for i in np.flatnonzero(seen):
-        centre = origin[i] + unit[i] * (cx * x_axis[i] + cy * y_axis[i])
-        scale = MOUTH_CROP / (2 * max(half * unit[i], 3.0))
-        rotation = np.stack([x_axis[i], y_axis[i]])  # image -> head axes
+    centre = origin + unit[:, None] * (cx * x_axis + cy * y_axis)
+    rows = np.concatenate([centre, x_axis, y_axis, np.maximum(half * unit, 3.0)[:, None]], axis=1)
+    out[seen] = rows[seen]
+    return out
+
+
+def mouth_crops(frames: np.ndarray, poses: PoseSequence) -> np.ndarray:
+    """Square crops of the mouth, fixed to the head (:func:`mouth_squares`), one per frame.
+
+    Args:
+        frames: (F, H, W, 3) uint8 video.
+        poses: the F driving poses (any canvas size; scaled to the frames).
+
+    Returns:
+        (F, 16, 16, 3) float32 crops in [0, 1]; NaN for frames whose lips, nose or outer eye corners are not visible.
+    """
+    _check(frames, poses)
+    squares = mouth_squares(poses, *frames.shape[1:3])  # (F, 7)
+    out = np.full((len(frames), MOUTH_CROP, MOUTH_CROP, 3), np.nan, np.float32)
+    for i in np.flatnonzero(np.isfinite(squares).all(axis=1)):
+        centre, x_axis, y_axis, half = squares[i, :2], squares[i, 2:4], squares[i, 4:6], squares[i, 6]
+        scale = MOUTH_CROP / (2 * half)
+        rotation = np.stack([x_axis, y_axis])  # image -> head axes
         # An affine warp samples the rotated square (borders replicated) without integer rounding of the box.
         matrix = np.concatenate([scale * rotation, (MOUTH_CROP / 2 - scale * rotation @ centre)[:, None]], axis=1)
         crop = cv2.warpAffine(

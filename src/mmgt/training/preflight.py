@@ -32,6 +32,8 @@ from mmgt.errors import ConfigError, MmgtError, ModelFolderError
 from mmgt.models.audio_attention import PLACEMENTS
 from mmgt.models.gesture_denoiser import PRESETS as STAGE1_PRESETS
 from mmgt.models.gesture_denoiser import GestureDenoiser
+from mmgt.models.lipsync import LIP_FRAMES, LipSyncExpert
+from mmgt.models.lipsync import PRESETS as LIPSYNC_PRESETS
 from mmgt.models.stage2_presets import PRESETS as STAGE2_PRESETS
 from mmgt.models.stage2_presets import check_sd15_folders
 from mmgt.training.common import MIXED_PRECISION, OPTIMIZERS, check_run_folder, run_folder
@@ -98,6 +100,14 @@ def check_stage2(cfg, resume: bool = False) -> RunPlan:
     _positive(cfg, "data.size", "data.num_frames", "data.samples_per_clip", "objective.snr_gamma")
     _multiple_of_8(cfg, "data.size")
     _non_negative(cfg, "data.min_gap", "objective.noise_offset", "objective.lip_loss_weight")
+    _non_negative(cfg, "objective.sync_loss_weight")
+    if cfg.objective.sync_loss_weight > 0:
+        if cfg.step != "video":
+            raise ConfigError("objective.sync_loss_weight applies to the video step only (step=video)")
+        if cfg.data.num_frames < LIP_FRAMES:
+            frames = cfg.data.num_frames
+            raise ConfigError(f"objective.sync_loss_weight needs data.num_frames >= {LIP_FRAMES}, got {frames}")
+        require_component_folder(cfg.objective.sync_expert, "objective.sync_expert", "an `mmgt train syncnet` export")
     _fraction_range(cfg, "data.crop_scale")
     for key in ("objective.image_drop_prob", "objective.audio_drop_prob"):
         _within(cfg, key, 0.0, 1.0)
@@ -123,6 +133,22 @@ def check_stage2(cfg, resume: bool = False) -> RunPlan:
     run_dir = _check_output(cfg, "stage2", resume)
     validate = bool(cfg.validation.every) and validation_split_ok(cfg.data.root, cfg.validation.split, "stage2")
     return RunPlan(run_dir, validate)
+
+
+def check_syncnet(cfg, resume: bool = False) -> RunPlan:
+    """``mmgt train syncnet`` (a ``SyncNetTrain``); its validation runs once at the end even with ``every: 0``."""
+    _check_run_values(cfg)
+    _choice(cfg, "model.preset", tuple(LIPSYNC_PRESETS))
+    _overrides(cfg, LipSyncExpert)
+    _positive(cfg, "data.min_shift", "data.max_shift")
+    _non_negative(cfg, "data.jitter", "data.gain")
+    _within(cfg, "data.other_clip_prob", 0.0, 1.0)
+    if cfg.data.min_shift > cfg.data.max_shift:
+        raise ConfigError(f"data.min_shift {cfg.data.min_shift} must be <= data.max_shift {cfg.data.max_shift}")
+    _choice(cfg, "validation.split", SPLITS)
+    require_split(cfg.data.root, "train", "data.root")
+    run_dir = _check_output(cfg, "syncnet", resume)
+    return RunPlan(run_dir, validation_split_ok(cfg.data.root, cfg.validation.split, "syncnet"))
 
 
 def check_pose_ae(dataset: str | os.PathLike, output: str | os.PathLike, **positive: float) -> bool:

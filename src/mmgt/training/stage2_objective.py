@@ -1,5 +1,6 @@
 """The stage-II objective shared by both training steps (spec §5.5, §5.6): frozen encoders, noise, condition dropout,
-v-prediction on the zero-terminal-SNR schedule of :func:`mmgt.diffusion.stage2.make_stage2_scheduler`, min-SNR weights.
+v-prediction on the zero-terminal-SNR schedule of :func:`mmgt.diffusion.stage2.make_stage2_scheduler`, min-SNR weights;
+and, beyond the paper, the video step's optional lip-sync term (:class:`SyncTerm`, docs/stage2.md).
 
 The model side (what runs between the noisy latents and the prediction) is
 :class:`mmgt.training.stage2_components.Stage2Trainee`.
@@ -7,15 +8,22 @@ The model side (what runs between the noisy latents and the prediction) is
 
 from __future__ import annotations
 
+import os
+
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
+from torch.nn import functional as F
 
 from mmgt.config import Stage2Train
-from mmgt.diffusion.stage2 import min_snr_weights, noise_offset, v_target
+from mmgt.data.manifest import ClipRecord
+from mmgt.diffusion.stage2 import min_snr_weights, noise_offset, snr, v_target, x0_from_v
 from mmgt.errors import MmgtError
+from mmgt.models.lipsync import LipSyncExpert, crop_mouths
 from mmgt.pipelines.pose_to_video import clip_pixels
 from mmgt.training.common import process_rows
+from mmgt.training.lipsync_data import SyncClips
+from mmgt.training.stage2_components import load_folder
 
 
 @torch.no_grad()
@@ -62,11 +70,17 @@ def stage2_loss(
     cfg: Stage2Train,
     device,
     share: tuple[int, int] = (0, 1),
+    sync: SyncTerm | None = None,
 ) -> dict[str, torch.Tensor]:
     """Noise, condition dropout, the v-prediction MSE with min-SNR weights (spec §5.5); returns named scalars.
 
     ``share`` = (process index, number of processes): every draw is made for the whole global batch and this process
     keeps its rows, as in :func:`encode_batch`.
+
+    With ``sync`` (video step, ``objective.sync_loss_weight`` > 0) and its ``sync_squares`` / ``sync_audio`` in
+    ``inputs`` (:meth:`SyncTerm.batch_inputs`), the loss adds ``sync_loss_weight`` x the mean over samples of
+    alpha_bar_t x the expert's loss on the decoded x0 prediction (0 for samples whose audio was dropped); ``sync``
+    is that expert loss averaged over the samples that kept their audio.
     """
     obj = cfg.objective
     latents = inputs["latents"].to(device)
@@ -103,7 +117,72 @@ def stage2_loss(
     else:
         mse_for_loss = mse
     weights = min_snr_weights(scheduler, timesteps, obj.snr_gamma).to(device)  # spec §5.5 min-SNR, gamma 5
-    return {"loss": (weights * mse_for_loss).mean(), "mse": mse.mean().detach()}
+    losses = {"loss": (weights * mse_for_loss).mean(), "mse": mse.mean().detach()}
+    if sync is not None and obj.sync_loss_weight > 0:
+        x0 = x0_from_v(scheduler, noisy, pred.float(), timesteps)  # (B, C, F, h, w): gradients reach the trainee
+        per_sample = sync.loss(x0, cond["sync_squares"], cond["sync_audio"])  # (B,)
+        signal = snr(scheduler, timesteps) / (1.0 + snr(scheduler, timesteps))  # alpha_bar_t: 0 at the terminal t
+        keep = keep_audio.float()
+        losses["loss"] = losses["loss"] + obj.sync_loss_weight * (signal.float().to(device) * keep * per_sample).mean()
+        losses["sync"] = ((per_sample * keep).sum() / keep.sum().clamp(min=1)).detach()
+    return losses
+
+
+class SyncTerm:
+    """The video step's lip-sync supervision: a frozen expert scores the mouths of the decoded x0 prediction.
+
+    Args:
+        expert: a trained :class:`LipSyncExpert` (frozen here: eval mode, no gradients to its weights).
+        vae: the frozen VAE that decodes the predicted frames (gradients flow through it to the latents).
+        clips: the training clips' mouth squares and audio features (:class:`SyncClips` over the dataset's records).
+        size: the training frame side (the dataset resizes frames and poses to it).
+    """
+
+    def __init__(self, expert: LipSyncExpert, vae: AutoencoderKL, clips: SyncClips, size: int):
+        self.expert = expert.eval().requires_grad_(False)
+        self.vae, self.clips, self.size = vae, clips, size
+        self.frames = expert.config.num_frames
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, vae: AutoencoderKL, root, records: list[ClipRecord], size: int):
+        """The expert saved by ``mmgt train syncnet`` (``<run>/final``), on the VAE's device."""
+        expert = load_folder(LipSyncExpert, folder, "objective.sync_expert").to(vae.device)
+        return cls(expert, vae, SyncClips(root, records=records, crop_size=expert.config.crop_size), size)
+
+    def batch_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """``sync_squares`` (B, F, 7) and ``sync_audio`` (B, F, A) of a video-step batch (``clip_id``, ``start``)."""
+        f = batch["frames"].shape[2]
+        squares, audio = [], []
+        for clip_id, start in zip(batch["clip_id"], batch["start"]):
+            clip = self.clips.index[clip_id]
+            squares.append(torch.from_numpy(self.clips.squares(clip, self.size, self.size)[start : start + f]))
+            audio.append(self.clips.window_audio(clip, start, f))
+        return {"sync_squares": torch.stack(squares), "sync_audio": torch.stack(audio)}
+
+    def loss(self, x0: torch.Tensor, squares: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """(B,) the expert's sync loss -log sigmoid(logit) over every 5-frame window of each sample.
+
+        Args:
+            x0: (B, C, F, h, w) predicted clean latents (VAE-scaled), F >= 5.
+            squares: (B, F, 7) mouth squares in the pixels of the size² frames.
+            audio: (B, F, A) the expert's audio features of the same frames.
+        """
+        b, _, f = x0.shape[:3]
+        if f < self.frames:
+            raise MmgtError(f"the sync loss needs windows of >= {self.frames} frames, got {f} (data.num_frames)")
+        crop_size, out = self.expert.config.crop_size, []
+        dtype = next(self.vae.parameters()).dtype
+        for i in range(b):
+            # Whole frames: the decoder's GroupNorm and mid-block attention see the whole latent, so a decoded window
+            # around the mouth is not the frame's decode there (measured in docs/lipsync.md).
+            latents = x0[i].transpose(0, 1).to(dtype) / self.vae.config.scaling_factor  # (F, C, h, w)
+            pixels = self.vae.decode(latents).sample  # (F, 3, H, W), gradients flow to x0
+            crops = crop_mouths(pixels, squares[i], crop_size)  # (F, 3, S, S)
+            starts = range(f - self.frames + 1)
+            windows = torch.stack([crops[t : t + self.frames].transpose(0, 1) for t in starts])  # (W, 3, 5, S, S)
+            sounds = torch.stack([audio[i, t : t + self.frames] for t in starts]).to(windows.device)  # (W, 5, A)
+            out.append(F.softplus(-self.expert(windows, sounds.float())).mean())  # BCE against "in sync"
+        return torch.stack(out)
 
 
 def lip_loss_weights(masks: list[torch.Tensor] | None, shape: torch.Size, lip_weight: float) -> torch.Tensor | None:

@@ -50,7 +50,7 @@ from mmgt.training.stage2_components import (
     video_audio_encoder,
     video_step_components,
 )
-from mmgt.training.stage2_objective import encode_batch, stage2_loss
+from mmgt.training.stage2_objective import SyncTerm, encode_batch, stage2_loss
 from mmgt.training.validate_stage2 import validate_stage2
 from mmgt.utils.files import atomic_folder
 
@@ -102,6 +102,11 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
             cfg.data.pose_mouth,
         )
 
+    # Beyond the paper (video step, objective.sync_loss_weight > 0): the frozen lip-sync expert's term.
+    sync = None
+    if cfg.objective.sync_loss_weight > 0:
+        sync = SyncTerm.load(cfg.objective.sync_expert, vae, cfg.data.root, train_set.records, cfg.data.size)
+
     # 5. Optimiser (trainable parameters only), constant LR after warm-up (spec §5.5).
     optimizer = build_optimizer(
         parameter_groups(trainee, cfg.audio_lr),
@@ -137,9 +142,11 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
         batch = collate(
             [train_set[i] for i in batch_indices(len(train_set), cfg.batch_size, step, cfg.seed, world, rank)]
         )
-        inputs = encode_batch(batch, vae, image_encoder, gen, (rank, world))
+        inputs = encode_batch(batch, vae, image_encoder, gen, (rank, world)) | (
+            sync.batch_inputs(batch) if sync else {}
+        )
         with accelerator.autocast():
-            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device, (rank, world))
+            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device, (rank, world), sync)
         optimizer_step(accelerator, losses["loss"], trainee.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
 
         done = step + 1
