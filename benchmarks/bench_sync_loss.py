@@ -48,7 +48,7 @@ for step in range(int(steps)):
     gen = step_generator(0, step)
     batch = collate([data[step % len(data)]])
     inputs = encode_batch(batch, vae, clip, gen) | (sync.batch_inputs(batch) if sync else {})
-    losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, torch.device("cpu"), sync)
+    losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, torch.device("cpu"), sync=sync)
     losses["loss"].backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -355,11 +355,11 @@ def test_sync_term_is_off_at_weight_0_and_alpha_bar_weighted_otherwise():
     scheduler, cpu = make_stage2_scheduler(), torch.device("cpu")
     cfg, trainee, sync, inputs = _sync_setup(0.0)
     plain = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu)
-    off = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu, sync)
+    off = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu, sync=sync)
     assert off.keys() == plain.keys() == {"loss", "mse"} and off["loss"] == plain["loss"]  # exactly the spec's
 
     cfg_on, *_ = _sync_setup(0.5)
-    on = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg_on, cpu, sync)
+    on = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg_on, cpu, sync=sync)
     t = torch.randint(0, 1000, (1,), generator=torch.Generator().manual_seed(1))  # the step's first draw
     alpha_bar = float(scheduler.alphas_cumprod[t])
     assert on["mse"] == plain["mse"] and on["sync"] > 0
@@ -371,7 +371,7 @@ def test_sync_gradient_reaches_the_unet_and_the_expert_stays_frozen():
     cfg, trainee, sync, inputs = _sync_setup(1.0)
     before = {k: v.clone() for k, v in sync.expert.state_dict().items()}
     trainee.train()
-    with_sync = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(2), cfg, cpu, sync)
+    with_sync = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(2), cfg, cpu, sync=sync)
     plain = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(2), cfg, cpu)
     (with_sync["loss"] - plain["loss"]).backward()  # the sync term's gradient alone
     grads = {n: p.grad for n, p in trainee.named_parameters() if p.requires_grad}

@@ -69,6 +69,7 @@ def stage2_loss(
     generator: torch.Generator,
     cfg: Stage2Train,
     device,
+    *,
     share: tuple[int, int] = (0, 1),
     sync: SyncTerm | None = None,
 ) -> dict[str, torch.Tensor]:

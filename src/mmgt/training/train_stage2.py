@@ -146,7 +146,7 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
             sync.batch_inputs(batch) if sync else {}
         )
         with accelerator.autocast():
-            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device, (rank, world), sync)
+            losses = stage2_loss(trainee, scheduler, inputs, gen, cfg, device, share=(rank, world), sync=sync)
         optimizer_step(accelerator, losses["loss"], trainee.parameters(), optimizer, lr_scheduler, cfg.optim.grad_clip)
 
         done = step + 1
