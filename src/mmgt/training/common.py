@@ -31,7 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from torch import nn
 
-from mmgt.config import save_config
+from mmgt.config import OptimSection, save_config
 from mmgt.errors import MmgtError, debug_enabled
 from mmgt.utils.files import error_summary
 
@@ -237,6 +237,17 @@ def build_optimizer(
 def warmup_lambda(warmup_steps: int):
     """Linear warm-up to the base LR, then constant."""
     return lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
+
+
+def prepare_optimisation(
+    accelerator: Accelerator, model: nn.Module, optim: OptimSection, params: Iterable | None = None
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The run's optimiser (:func:`build_optimizer` of ``params``, default the model's parameters) and LR schedule
+    (linear warm-up, then constant), prepared with ``model`` by accelerate; returns the prepared three."""
+    params = model.parameters() if params is None else params
+    optimizer = build_optimizer(params, optim.name, optim.lr, optim.weight_decay, tuple(optim.betas))
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(optim.warmup_steps))
+    return accelerator.prepare(model, optimizer, lr_scheduler)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ from mmgt.pipelines.sampling_defaults import pose_sampling
 from mmgt.training import preflight
 from mmgt.training.common import (
     batch_indices,
-    build_optimizer,
     checkpoint_size,
     collate,
     log_losses,
     optimizer_step,
+    prepare_optimisation,
     process_rows,
     save_checkpoint,
     seed_step,
@@ -33,7 +33,6 @@ from mmgt.training.common import (
     start_run,
     step_generator,
     validate_or_warn,
-    warmup_lambda,
 )
 from mmgt.training.validate_stage1 import validate_stage1
 from mmgt.utils.files import atomic_folder
@@ -84,11 +83,7 @@ def main(cfg: Stage1Train, resume: bool = False) -> Path:
     )
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=GestureDenoiser, model_config=model.config)
     scheduler = make_stage1_scheduler()
-    optimizer = build_optimizer(
-        model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas)
-    )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    model, optimizer, lr_scheduler = prepare_optimisation(accelerator, model, cfg.optim)
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
     alphas_cumprod = scheduler.alphas_cumprod.to(accelerator.device)

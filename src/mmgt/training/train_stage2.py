@@ -26,18 +26,17 @@ from mmgt.training import preflight
 from mmgt.training.common import (
     CSVLog,
     batch_indices,
-    build_optimizer,
     checkpoint_size,
     collate,
     log_losses,
     optimizer_step,
+    prepare_optimisation,
     save_checkpoint,
     seed_step,
     setup_accelerator,
     start_run,
     step_generator,
     validate_or_warn,
-    warmup_lambda,
 )
 from mmgt.training.stage2_components import (
     build_pipeline,
@@ -108,15 +107,8 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
         sync = SyncTerm.load(cfg.objective.sync_expert, vae, cfg.data.root, train_set.records, cfg.data.size)
 
     # 5. Optimiser (trainable parameters only), constant LR after warm-up (spec §5.5).
-    optimizer = build_optimizer(
-        parameter_groups(trainee, cfg.audio_lr),
-        cfg.optim.name,
-        cfg.optim.lr,
-        cfg.optim.weight_decay,
-        tuple(cfg.optim.betas),
-    )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
-    trainee, optimizer, lr_scheduler = accelerator.prepare(trainee, optimizer, lr_scheduler)
+    groups = parameter_groups(trainee, cfg.audio_lr)
+    trainee, optimizer, lr_scheduler = prepare_optimisation(accelerator, trainee, cfg.optim, groups)
 
     # 6. Start: disk space, run folder and config, resume (model, optimiser, LR schedule).
     start_step, log, val_log = start_run(accelerator, cfg, "stage2", resume, checkpoint_size(trainee))

@@ -22,16 +22,15 @@ from mmgt.models.lipsync import LipSyncExpert
 from mmgt.training import preflight
 from mmgt.training.common import (
     CSVLog,
-    build_optimizer,
     checkpoint_size,
     log_losses,
     optimizer_step,
+    prepare_optimisation,
     save_checkpoint,
     seed_step,
     setup_accelerator,
     start_run,
     validate_or_warn,
-    warmup_lambda,
 )
 from mmgt.training.lipsync_data import SyncClips, sync_accuracy, training_batch
 from mmgt.utils.files import atomic_folder
@@ -58,11 +57,7 @@ def main(cfg: SyncNetTrain, resume: bool = False) -> Path:
     crop_size = expert.config.crop_size
     train = SyncClips(cfg.data.root, "train", crop_size=crop_size, jitter=cfg.data.jitter)
     val = SyncClips(cfg.data.root, cfg.validation.split, crop_size=crop_size) if plan.validate else None
-    optimizer = build_optimizer(
-        expert.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas)
-    )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
-    expert, optimizer, lr_scheduler = accelerator.prepare(expert, optimizer, lr_scheduler)
+    expert, optimizer, lr_scheduler = prepare_optimisation(accelerator, expert, cfg.optim)
 
     # 3. Start: disk space, run folder and config, resume (model, optimiser, LR schedule).
     start_step, log, val_log = start_run(accelerator, cfg, "syncnet", resume, checkpoint_size(expert))

@@ -26,17 +26,16 @@ from mmgt.models.stage2_presets import preset
 from mmgt.training import preflight
 from mmgt.training.common import (
     CSVLog,
-    build_optimizer,
     checkpoint_size,
     log_losses,
     optimizer_step,
+    prepare_optimisation,
     save_checkpoint,
     seed_step,
     setup_accelerator,
     start_run,
     step_generator,
     validate_or_warn,
-    warmup_lambda,
 )
 from mmgt.utils.files import atomic_folder
 
@@ -154,11 +153,7 @@ def main(cfg: VaeTrain, resume: bool = False) -> Path:
     set_seed(cfg.seed)
     vae = AutoencoderKL(**{**preset(cfg.model.preset)["vae"], **cfg.model.overrides})
     model = VaeObjective(vae)
-    optimizer = build_optimizer(
-        model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, tuple(cfg.optim.betas)
-    )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.optim.warmup_steps))
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    model, optimizer, lr_scheduler = prepare_optimisation(accelerator, model, cfg.optim)
 
     # 4. Start: disk space, run folder and config, resume (model, optimiser, LR schedule).
     start_step, log, val_log = start_run(accelerator, cfg, "vae", resume, checkpoint_size(model))
