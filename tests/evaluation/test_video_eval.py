@@ -219,3 +219,20 @@ def test_an_id_list_restricts_the_evaluation_to_its_clips(synth_dataset, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 of 1 listed clip(s) are not in the test split" in err[0], err
     assert not (tmp_path / "r2").exists()
+
+
+def test_the_self_reference_halves_mix_a_round_robin_set():
+    """Clips alternating between two 'people' (features 5 apart in each of 4 dims): even/odd halves would put one
+    person in each half (Fréchet distance ~100); the random halves mix them, so the reference stays a noise floor."""
+    from mmgt.evaluation.frechet import frechet_distance_from_features
+    from mmgt.evaluation.video_eval import frechet_metric
+
+    rng = np.random.default_rng(1)
+    per_clip = {f"clip{i:02d}": rng.normal(loc=5.0 * (i % 2), size=(50, 4)) for i in range(16)}
+    ids = sorted(per_clip)
+    by_parity = [np.concatenate([per_clip[c] for c in ids[start::2]]) for start in (0, 1)]
+    assert frechet_distance_from_features(*by_parity) > 90
+    reference = frechet_metric("fid", per_clip, per_clip, implementation="test").reference
+    assert reference < 30
+    reordered = dict(reversed(per_clip.items()))  # the split depends on the ids, not on their order
+    assert frechet_metric("fid", reordered, per_clip, implementation="test").reference == pytest.approx(reference)
