@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import json
 
-import torch
-
-from builders import tiny_stage2
-from mmgt.audio.features import feature_spec, stage1_feature_dim
+from builders import tiny_stage1, tiny_stage2
 from mmgt.cli import main
-from mmgt.diffusion.stage1 import make_stage1_scheduler
 from mmgt.evaluation.report import write_report
-from mmgt.models.gesture_denoiser import GestureDenoiser
-from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.training.validate_stage2 import evaluate_stage2, stage2_report
 
 
 def test_eval_stage1_report_has_conditions_as_columns_and_the_ground_truth_ceiling(synth_dataset, tmp_path):
-    torch.manual_seed(0)
-    model = GestureDenoiser.from_preset(
-        "tiny",
-        hidden_dim=32,
-        num_layers=1,
-        num_heads=2,
-        ff_dim=64,
-        audio_dim=stage1_feature_dim(None),
-        window_frames=16,
-    ).eval()
     folder = tmp_path / "model"
-    AudioToPosePipeline(model, make_stage1_scheduler(), feature_spec(None)).save_pretrained(folder)
+    tiny_stage1(window=16).save_pretrained(folder)
     out, legacy = tmp_path / "report", tmp_path / "m.json"
     argv = ["eval", "stage1", "--model", str(folder), "--data", str(synth_dataset), "--steps", "2"]
     argv += ["--conditions", "model", "still_reference", "-o", str(legacy), "--report", str(out)]

@@ -6,29 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from mmgt.audio.features import feature_spec, stage1_feature_dim
-from mmgt.diffusion.stage1 import make_stage1_scheduler
-from mmgt.models.gesture_denoiser import GestureDenoiser
+from builders import tiny_stage1
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.training.validate_stage1 import generate_for_clips, score_conditions
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = GestureDenoiser.from_preset(
-        "tiny",
-        hidden_dim=32,
-        num_layers=1,
-        num_heads=2,
-        ff_dim=64,
-        audio_dim=stage1_feature_dim(None),
-        window_frames=16,
-    ).eval()
     path = tmp_path_factory.mktemp("s1") / "model"
-    AudioToPosePipeline(model, make_stage1_scheduler(), feature_spec(None)).save_pretrained(path)
+    tiny_stage1(window=16).save_pretrained(path)
     return path
 
 
