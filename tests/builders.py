@@ -15,6 +15,19 @@ from mmgt.models.stage2_presets import build_components, preset
 from mmgt.pipelines.audio_to_pose import AudioToPosePipeline
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 
+# A tiny speech encoder's config (wav2vec2 / WavLM, with num_hidden_layers added): 50 Hz like the real models (hop
+# 5 * 8 * 8 = 320 samples), receptive field 325 samples, 32-d.
+TINY_SPEECH = dict(
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16, 16, 16),
+    conv_stride=(5, 8, 8),
+    conv_kernel=(10, 8, 8),
+    num_conv_pos_embeddings=8,
+    num_conv_pos_embedding_groups=2,
+)
+
 
 def tiny_stage1(window: int = 8, seed: int = 0) -> AudioToPosePipeline:
     """A 1-layer SMGA on the mel fallback (random weights, eval mode)."""

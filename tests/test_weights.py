@@ -17,20 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from builders import TINY_SPEECH
 from mmgt.cli import build_parser, main
 from mmgt.weights import BASE_LAYOUT, MODEL_PARTS, base_folders, check_base_folder, check_folder, folder_kind
 
 ROOT = Path(__file__).parents[1]
-SPEECH = dict(
-    hidden_size=32,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16, 16, 16),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-    num_conv_pos_embeddings=8,
-    num_conv_pos_embedding_groups=2,
-)
 
 
 def _save_base(root: Path, controlnet: bool = False) -> Path:
@@ -53,10 +44,9 @@ def _save_base(root: Path, controlnet: bool = False) -> Path:
     AutoencoderKL(**tiny["vae"]).save_pretrained(root / "vae")
     CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny["image_encoder"])).save_pretrained(root / "image_encoder")
     MotionAdapter(**tiny["motion_adapter"]).save_pretrained(root / "motion_adapter")
-    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=4, **SPEECH)).save_pretrained(root / "wav2vec2")
-    WavLMModel(WavLMConfig(num_hidden_layers=2, num_buckets=16, max_bucket_distance=32, **SPEECH)).save_pretrained(
-        root / "wavlm"
-    )
+    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=4, **TINY_SPEECH)).save_pretrained(root / "wav2vec2")
+    wavlm = WavLMConfig(num_hidden_layers=2, num_buckets=16, max_bucket_distance=32, **TINY_SPEECH)
+    WavLMModel(wavlm).save_pretrained(root / "wavlm")
     if controlnet:
         unet = {k: v for k, v in tiny["unet"].items() if k not in ("sample_size", "out_channels", "up_block_types")}
         ControlNetModel(**unet, conditioning_embedding_out_channels=(8, 16, 16, 32)).save_pretrained(
@@ -340,7 +330,7 @@ STAGE2_FILE = MANIFEST["checkpoint"]
 STAGE1_FILE = "stage_1/audio2pose_best_model.pt"  # mmgt.weights.released_stage1.STAGE1_CHECKPOINT
 # The release's SMGA at test sizes (8 layers, as released: the same key set as the manifest; 8 heads of width 4); its
 # condition is the base folder's tiny WavLM (32) + the 35 librosa features.
-STAGE1_TINY = dict(hidden_dim=32, num_layers=8, ff_dim=48, audio_dim=35 + SPEECH["hidden_size"])
+STAGE1_TINY = dict(hidden_dim=32, num_layers=8, ff_dim=48, audio_dim=35 + TINY_SPEECH["hidden_size"])
 
 
 def _release_state(size: str, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -530,7 +520,7 @@ def test_a_speech_encoder_of_another_width_is_refused(release, base, tmp_path, c
     from transformers import WavLMConfig, WavLMModel
 
     shutil.rmtree(base / "wavlm")
-    small = {**SPEECH, "hidden_size": 16}
+    small = {**TINY_SPEECH, "hidden_size": 16}
     WavLMModel(WavLMConfig(num_hidden_layers=1, num_buckets=16, max_bucket_distance=32, **small)).save_pretrained(
         base / "wavlm"
     )

@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-# 50 Hz like the real models (hop 5 * 8 * 8 = 320 samples), receptive field 325 samples, 2 transformer layers.
-TINY = dict(
-    hidden_size=32,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16, 16, 16),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-    num_conv_pos_embeddings=8,
-    num_conv_pos_embedding_groups=2,
-)
+from builders import TINY_SPEECH
 
 
 def speech_like(seed: int, seconds: float = 3.2, amplitude: float = 0.1, sample_rate: int = 16_000) -> np.ndarray:
@@ -46,7 +36,7 @@ def save_tiny_wavlm(folder: Path, num_hidden_layers: int = 2) -> Path:
         do_stable_layer_norm=True,
         num_buckets=16,
         max_bucket_distance=32,
-        **TINY,
+        **TINY_SPEECH,
     )
     WavLMModel(config).save_pretrained(folder)
     return folder
@@ -57,7 +47,7 @@ def save_tiny_wav2vec2(folder: Path) -> Path:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     torch.manual_seed(1)
-    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=3, **TINY)).save_pretrained(folder)
+    Wav2Vec2Model(Wav2Vec2Config(num_hidden_layers=3, **TINY_SPEECH)).save_pretrained(folder)
     return folder
 
 

@@ -13,7 +13,7 @@ from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
 import mmgt.models.denoising_unet as unet_module
-from builders import tiny_stage2
+from builders import TINY_SPEECH, tiny_stage2
 from mmgt.audio.features import feature_spec
 from mmgt.audio.mel import mel_features
 from mmgt.constants import NUM_KEYPOINTS
@@ -191,17 +191,7 @@ def test_wav2vec2_features_through_an_attached_encoder(tmp_path):
     from mmgt.audio.encoders import SpeechEncoder
 
     torch.manual_seed(1)  # a tiny random wav2vec2 (3 layers x 32), built from config
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 8, 8),
-        conv_kernel=(10, 8, 8),
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2,
-    )
+    config = Wav2Vec2Config(num_hidden_layers=3, **TINY_SPEECH)
     Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
     encoder = SpeechEncoder.from_pretrained(tmp_path / "w2v", layers="all", interpolate="before_transformer")
     spec = feature_spec(encoder, stage=2)
