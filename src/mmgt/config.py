@@ -214,6 +214,10 @@ class Stage2Data:
     # Draw the jaw-line and lip landmarks in the pose images (spec §4.1: all 68 face points). false: the mouth must
     # come from the audio through MM-HAA (the lip mask still comes from the lip keypoints); saved into the model.
     pose_mouth: bool = True
+    # Video step: how the MM-HAA branch masks are built (mmgt.pose.masks.MASK_VARIANTS), saved into the model.
+    # "paper" is the method; "ungated" (every mask 1) with objective.branch_weights [1, 0, 0] is the ablation's plain
+    # audio cross-attention (docs/ablations.md).
+    mask_variant: str = "paper"
 
 
 @dataclass
@@ -300,6 +304,11 @@ class SyncNetData:
     other_clip_prob: float = 0.25
     jitter: int = 3  # random shift of the mouth crop, up to this many crop pixels each way
     gain: float = 0.1  # random contrast x (1 +- gain) and brightness +- gain / 2 (pixels in [-1, 1])
+    # The stage-2 model's VAE folder: the expert also trains on mouths of frames passed through it (encode -> decode),
+    # the domain the video step's sync loss scores (decoded x0 predictions). An expert trained on raw pixels only
+    # rejects even in-sync VAE reconstructions (docs/lipsync.md). None: raw frames only.
+    vae: str | None = None
+    vae_prob: float = 0.5  # share of the windows (positives and negatives alike) drawn from the VAE's frames
 
 
 @dataclass

@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from diffusers import AutoencoderKL
 
+from mmgt.app.demo import DEMO_DIR
 from mmgt.config import SyncNetData, SyncNetTrain, load_config
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import read_manifest
@@ -67,6 +69,32 @@ def test_batches_pair_windows_in_sync_or_shifted(synth_dataset):
     assert all(torch.equal(batch[k], again[k]) for k in batch)
 
 
+def test_vae_frames_join_the_batches_with_their_share(synth_dataset):
+    vae = AutoencoderKL.from_pretrained(DEMO_DIR / "model" / "stage2" / "vae").eval()
+    clips = SyncClips(synth_dataset, "train", crop_size=32, jitter=2, vae=vae)
+    raw, decoded = clips.window_crops(0, 3), clips.window_crops(0, 3, decoded=True)  # (3, 5, 32, 32) each
+    change = (raw - decoded).abs().mean().item()
+    assert 0.005 < change < 0.3, change  # a reconstruction: close to the frames, not the frames
+
+    def sources(prob):
+        batch = training_batch(clips, np.random.default_rng(1), 16, SyncNetData(gain=0.0, vae_prob=prob))
+        out = []
+        for crops, (clip, start, *_) in zip(batch["crops"], batch["windows"].tolist()):
+            hits = {  # the batch's jitter is unknown: compare against every placement
+                d
+                for d in (False, True)
+                for dy in range(5)
+                for dx in range(5)
+                if torch.equal(crops, clips.window_crops(clip, start, dy, dx, decoded=d))
+            }
+            assert len(hits) == 1, hits
+            out.append(hits.pop())
+        return out
+
+    assert sources(0.0) == [False] * 16 and sources(1.0) == [True] * 16
+    assert 2 <= sum(sources(0.5)) <= 14
+
+
 def test_train_resume_and_export(synth_dataset, tmp_path):
     final = main(_cfg(synth_dataset, tmp_path, "straight", 3, ["validation.split=test"]))
     run = tmp_path / "syncnet" / "straight"
@@ -87,6 +115,17 @@ def test_train_resume_and_export(synth_dataset, tmp_path):
     assert expert.config.crop_size == 32 and (final / "diffusion_pytorch_model.safetensors").is_file()
 
 
+def test_training_with_the_vae_validates_both_domains(synth_dataset, tmp_path):
+    vae = DEMO_DIR / "model" / "stage2" / "vae"
+    main(_cfg(synth_dataset, tmp_path, "vae", 2, ["validation.split=test", f"data.vae={vae}"]))
+    (row,) = _csv(tmp_path / "syncnet" / "vae" / "val_log.csv")
+    for key in ("acc", "pos_acc", "neg_acc", "offset_acc"):
+        assert 0 <= row[f"val_{key}"] <= 1 and 0 <= row[f"val_vae_{key}"] <= 1
+    assert row["val_vae_sync_d"] != row["val_sync_d"]  # scored on other pixels
+    with pytest.raises(MmgtError, match="data.vae"):
+        main(_cfg(synth_dataset, tmp_path, "novae", 2, [f"data.vae={tmp_path / 'missing'}"]))
+
+
 class _IndexClips:
     """Stands in for SyncClips: window t's crops and audio carry the number t (audio shifted by ``lag`` frames)."""
 
@@ -99,7 +138,7 @@ class _IndexClips:
     def num_frames(self, clip: int) -> int:
         return self.frames
 
-    def window_crops(self, clip: int, start: int) -> torch.Tensor:
+    def window_crops(self, clip: int, start: int, decoded: bool = False) -> torch.Tensor:
         return torch.full((3, 5, 32, 32), float(start))
 
     def window_audio(self, clip: int, start: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL
 
 from mmgt.audio.mel import mel_features
 from mmgt.constants import SAMPLE_RATE
@@ -40,6 +41,8 @@ class SyncClips:
         split: its split (ignored when ``records`` is given).
         records: the clips to use, e.g. a stage-2 dataset's records (their order defines the clip indices).
         crop_size: the expert's crop side; ``jitter`` extra pixels each way are kept around each crop for shifts.
+        vae: a frozen AutoencoderKL (the stage-2 model's): ``decoded=True`` crops come from the frames passed through
+            it (encode -> posterior mean -> decode), the domain of the video step's decoded x0 predictions.
     """
 
     def __init__(
@@ -49,16 +52,17 @@ class SyncClips:
         records: list[ClipRecord] | None = None,
         crop_size: int = 32,
         jitter: int = 0,
+        vae: AutoencoderKL | None = None,
     ):
         self.root = Path(root)
         self.records = read_manifest(self.root, split) if records is None else list(records)
         if not self.records:
             raise MmgtError(f"{self.root}: no clips in split {split!r}")
         self.index = {rec.id: i for i, rec in enumerate(self.records)}
-        self.crop_size, self.jitter = crop_size, jitter
+        self.crop_size, self.jitter, self.vae = crop_size, jitter, vae
         self._audio: dict[int, np.ndarray] = {}
         self._poses: dict[int, PoseSequence] = {}
-        self._crops: dict[int, torch.Tensor] = {}
+        self._crops: dict[tuple[int, bool], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -92,24 +96,42 @@ class SyncClips:
         nearest = seen[np.abs(np.arange(len(squares))[:, None] - seen[None]).argmin(axis=1)]
         return squares[nearest].astype(np.float32)
 
-    def crops(self, clip: int) -> torch.Tensor:
-        """(F, 3, S + 2J, S + 2J) uint8 mouth crops with ``jitter`` J pixels of margin (the centre S² is the crop)."""
-        if clip not in self._crops:
+    def crops(self, clip: int, decoded: bool = False) -> torch.Tensor:
+        """(F, 3, S + 2J, S + 2J) uint8 mouth crops with ``jitter`` J pixels of margin (the centre S² is the crop).
+
+        ``decoded``: crops of the frames after the VAE round trip (needs ``vae``).
+        """
+        key = (clip, decoded)
+        if key not in self._crops:
             frames = read_video_frames(self.records[clip].path(self.root, "video"))  # (F, H, W, 3) uint8
             squares = torch.from_numpy(self.squares(clip, *frames.shape[1:3]))
             side = self.crop_size + 2 * self.jitter
             squares[:, 6] *= side / self.crop_size  # the same pixel scale, a wider square
             pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
             chunks = range(0, len(frames), 25)
+            if decoded:
+                pixels = torch.cat([self._round_trip(pixels[i : i + 25]) for i in chunks])
             crops = torch.cat([crop_mouths(pixels[i : i + 25], squares[i : i + 25], side) for i in chunks])
-            self._crops[clip] = crops.round().clamp(0, 255).to(torch.uint8)
-        return self._crops[clip]
+            self._crops[key] = crops.round().clamp(0, 255).to(torch.uint8)
+        return self._crops[key]
 
-    def window_crops(self, clip: int, start: int, dy: int | None = None, dx: int | None = None) -> torch.Tensor:
+    @torch.no_grad()
+    def _round_trip(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float pixels in [0, 255] -> the VAE's reconstruction of them, same shape and scale."""
+        if self.vae is None:
+            raise MmgtError("decoded mouth crops need a VAE (SyncNetData.vae)")
+        p = next(self.vae.parameters())
+        x = pixels.to(p.device, p.dtype).div(127.5).sub(1.0)
+        out = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
+        return out.float().cpu().clamp(-1.0, 1.0).add(1.0).mul(127.5)
+
+    def window_crops(
+        self, clip: int, start: int, dy: int | None = None, dx: int | None = None, decoded: bool = False
+    ) -> torch.Tensor:
         """(3, 5, S, S) float32 in [-1, 1]: frames start..start+4; (dy, dx) place the crop in the margin (centre)."""
         j, s = self.jitter, self.crop_size
         dy, dx = (j if dy is None else dy), (j if dx is None else dx)
-        crops = self.crops(clip)[start : start + 5, :, dy : dy + s, dx : dx + s]
+        crops = self.crops(clip, decoded)[start : start + 5, :, dy : dy + s, dx : dx + s]
         return crops.float().div(127.5).sub(1.0).permute(1, 0, 2, 3)
 
     def window_audio(self, clip: int, start: int, frames: int = 5) -> torch.Tensor:
@@ -121,6 +143,9 @@ class SyncClips:
 
 def training_batch(clips: SyncClips, rng: np.random.Generator, batch_size: int, data) -> dict[str, torch.Tensor]:
     """One batch of windows: half in sync, half with shifted audio or another clip's (``data``: a SyncNetData).
+
+    With ``clips.vae`` set, each window's frames are the VAE's reconstructions with probability ``data.vae_prob``
+    (drawn only then, so a run without a VAE draws exactly what it did before the option).
 
     Returns:
         ``crops`` (B, 3, 5, S, S) in [-1, 1], ``audio`` (B, 5, 81), ``labels`` (B,) 1.0 in sync / 0.0, and where
@@ -143,7 +168,8 @@ def training_batch(clips: SyncClips, rng: np.random.Generator, batch_size: int, 
                 raise MmgtError(f"{clips.records[clip].id}: too short for a shifted negative")
             audio_start = start + int(rng.choice(shifts))
         dy, dx = (int(v) for v in rng.integers(0, 2 * clips.jitter + 1, size=2))
-        window = clips.window_crops(clip, start, dy, dx)
+        decoded = clips.vae is not None and bool(rng.random() < data.vae_prob)
+        window = clips.window_crops(clip, start, dy, dx, decoded)
         gain = 1.0 + rng.uniform(-data.gain, data.gain)
         bias = rng.uniform(-data.gain / 2, data.gain / 2)
         crops.append((window * gain + bias).clamp(-1, 1))
@@ -159,11 +185,13 @@ def training_batch(clips: SyncClips, rng: np.random.Generator, batch_size: int, 
 
 
 @torch.no_grad()
-def clip_embeddings(expert: LipSyncExpert, clips: SyncClips, clip: int) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_embeddings(
+    expert: LipSyncExpert, clips: SyncClips, clip: int, decoded: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Video and audio embeddings (T, E) of every 5-frame window t = 0..F-5 of a clip (centred crops)."""
     p = next(expert.parameters())
     starts = range(clips.num_frames(clip) - 4)
-    crops = torch.stack([clips.window_crops(clip, t) for t in starts]).to(p.device, p.dtype)
+    crops = torch.stack([clips.window_crops(clip, t, decoded=decoded) for t in starts]).to(p.device, p.dtype)
     audio = torch.stack([clips.window_audio(clip, t) for t in starts]).to(p.device, p.dtype)
     return expert.video_embedding(crops).float().cpu(), expert.audio_embedding(audio).float().cpu()
 
@@ -207,8 +235,8 @@ def video_lse(
 
 
 @torch.no_grad()
-def sync_accuracy(expert: LipSyncExpert, clips: SyncClips) -> dict[str, float]:
-    """The acceptance measures of an expert on real clips.
+def sync_accuracy(expert: LipSyncExpert, clips: SyncClips, decoded: bool = False) -> dict[str, float]:
+    """The acceptance measures of an expert on real clips (``decoded``: on their VAE reconstructions).
 
     * ``acc``: balanced accuracy of "in sync" (logit > 0) over every window in sync and every window with its audio
       shifted by 5..15 frames either way (``pos_acc`` and ``neg_acc`` separately);
@@ -219,7 +247,7 @@ def sync_accuracy(expert: LipSyncExpert, clips: SyncClips) -> dict[str, float]:
     expert.eval()
     pos, neg, offsets, lse_d, lse_c = [], [], [], [], []
     for clip in range(len(clips)):
-        video, audio = clip_embeddings(expert, clips, clip)  # (T, E) each
+        video, audio = clip_embeddings(expert, clips, clip, decoded)  # (T, E) each
         logits = expert.logits(video[:, None].to(expert.logit_scale.device), audio[None].to(expert.logit_scale.device))
         logits = logits.float().cpu()  # (T, T): window t's video against window u's audio
         shift = torch.arange(len(video))[None] - torch.arange(len(video))[:, None]  # u - t

@@ -36,6 +36,7 @@ from mmgt.models.lipsync import LIP_FRAMES, LipSyncExpert
 from mmgt.models.lipsync import PRESETS as LIPSYNC_PRESETS
 from mmgt.models.stage2_presets import PRESETS as STAGE2_PRESETS
 from mmgt.models.stage2_presets import check_sd15_folders
+from mmgt.pose.masks import MASK_VARIANTS
 from mmgt.training.common import MIXED_PRECISION, OPTIMIZERS, check_run_folder, run_folder
 from mmgt.training.stage2_components import IMAGE_EXPORTS, STEPS
 from mmgt.utils.model_folders import missing_parts, require_pipeline_folder
@@ -97,6 +98,7 @@ def check_stage2(cfg, resume: bool = False) -> RunPlan:
     _choice(cfg, "step", STEPS)
     _choice(cfg, "preset", tuple(STAGE2_PRESETS))
     _choice(cfg, "audio_placement", tuple(PLACEMENTS))
+    _choice(cfg, "data.mask_variant", tuple(MASK_VARIANTS))
     _positive(cfg, "data.size", "data.num_frames", "data.samples_per_clip", "objective.snr_gamma")
     _multiple_of_8(cfg, "data.size")
     _non_negative(cfg, "data.min_gap", "objective.noise_offset", "objective.lip_loss_weight")
@@ -143,6 +145,9 @@ def check_syncnet(cfg, resume: bool = False) -> RunPlan:
     _positive(cfg, "data.min_shift", "data.max_shift")
     _non_negative(cfg, "data.jitter", "data.gain")
     _within(cfg, "data.other_clip_prob", 0.0, 1.0)
+    _within(cfg, "data.vae_prob", 0.0, 1.0)
+    if cfg.data.vae is not None:
+        require_component_folder(cfg.data.vae, "data.vae", "the stage-2 model's VAE")
     if cfg.data.min_shift > cfg.data.max_shift:
         raise ConfigError(f"data.min_shift {cfg.data.min_shift} must be <= data.max_shift {cfg.data.max_shift}")
     _choice(cfg, "validation.split", SPLITS)

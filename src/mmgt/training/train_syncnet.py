@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate.utils import set_seed
+from diffusers import AutoencoderKL
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -33,6 +34,7 @@ from mmgt.training.common import (
     validate_or_warn,
 )
 from mmgt.training.lipsync_data import SyncClips, sync_accuracy, training_batch
+from mmgt.training.stage2_components import load_folder
 from mmgt.utils.files import atomic_folder
 
 
@@ -55,8 +57,11 @@ def main(cfg: SyncNetTrain, resume: bool = False) -> Path:
     set_seed(cfg.seed)
     expert = LipSyncExpert.from_preset(cfg.model.preset, **cfg.model.overrides)
     crop_size = expert.config.crop_size
-    train = SyncClips(cfg.data.root, "train", crop_size=crop_size, jitter=cfg.data.jitter)
-    val = SyncClips(cfg.data.root, cfg.validation.split, crop_size=crop_size) if plan.validate else None
+    vae = None  # the stage-2 model's VAE, frozen: the expert also learns the mouths of its reconstructions
+    if cfg.data.vae is not None:
+        vae = load_folder(AutoencoderKL, cfg.data.vae, "data.vae").to(accelerator.device).eval().requires_grad_(False)
+    train = SyncClips(cfg.data.root, "train", crop_size=crop_size, jitter=cfg.data.jitter, vae=vae)
+    val = SyncClips(cfg.data.root, cfg.validation.split, crop_size=crop_size, vae=vae) if plan.validate else None
     expert, optimizer, lr_scheduler = prepare_optimisation(accelerator, expert, cfg.optim)
 
     # 3. Start: disk space, run folder and config, resume (model, optimiser, LR schedule).
@@ -108,13 +113,17 @@ def _validate(expert: LipSyncExpert, clips: SyncClips, step: int, log: CSVLog | 
     """The acceptance measures on the validation clips, printed and logged; a failure is one warning."""
 
     def run() -> None:
-        metrics = sync_accuracy(expert, clips)
-        print(
-            f"syncnet step {step}: val sync accuracy {metrics['acc']:.3f} (in sync {metrics['pos_acc']:.3f}, "
-            f"shifted 5-15 frames {metrics['neg_acc']:.3f}), offset 0+-1 in {metrics['offset_acc']:.2f} of "
-            f"{len(clips)} clips, Sync-D {metrics['sync_d']:.3f}, Sync-C {metrics['sync_c']:.3f}"
-        )
+        row = {}
+        for decoded in (False, True) if clips.vae is not None else (False,):
+            metrics, name = sync_accuracy(expert, clips, decoded), "VAE frames" if decoded else "frames"
+            print(
+                f"syncnet step {step}: val {name}: sync accuracy {metrics['acc']:.3f} (in sync "
+                f"{metrics['pos_acc']:.3f}, shifted 5-15 frames {metrics['neg_acc']:.3f}), offset 0+-1 in "
+                f"{metrics['offset_acc']:.2f} of {len(clips)} clips, Sync-D {metrics['sync_d']:.3f}, Sync-C "
+                f"{metrics['sync_c']:.3f}"
+            )
+            row |= {f"val_{'vae_' if decoded else ''}{k}": v for k, v in metrics.items()}
         if log is not None:
-            log.log(step, {f"val_{k}": v for k, v in metrics.items()})
+            log.log(step, row)
 
     validate_or_warn("syncnet", step, run)
