@@ -180,6 +180,21 @@ def test_face_and_body_encoders_see_only_their_keypoints():
     assert not face_in[..., : K * 3][..., ~FACE_DIMS].any() and not body_in[..., K * 3 :][..., FACE_DIMS].any()
 
 
+def test_one_stream_ablation_feeds_every_keypoint_to_both_encoders():
+    split, one = _small().eval(), _small(split_streams=False).eval()
+    assert one.num_parameters() == split.num_parameters()
+    sample, timestep, cond_pose, audio = _inputs()
+    seen = {}
+    hooks = [_capture(one.face_encoder, seen, "face"), _capture(one.body_encoder, seen, "body")]
+    with torch.no_grad():
+        one(sample, timestep, cond_pose, audio)
+    for hook in hooks:
+        hook.remove()
+    x = sample.flatten(2)  # (B, F, K*3)
+    both = torch.cat([x, cond_pose.flatten(1)[:, None].expand_as(x)], dim=-1)
+    assert torch.equal(seen["face"][0], both) and torch.equal(seen["body"][0], both)
+
+
 def test_shared_motion_encoder_has_one_linear():
     separate, shared = _small(), _small(share_motion_encoder=True)
     assert shared.body_encoder is None

@@ -315,6 +315,14 @@ def test_other_release_variants_follow_their_formulas_at_every_level(variant):
     assert not np.allclose(levels[0][:, 0], 1.0 - levels[0][:, 2])  # not the paper's branch
 
 
+def test_ungated_variant_is_one_everywhere_at_every_level():
+    paper = branch_masks(_lips_and_hand_pose(), 128, 128)
+    ungated = branch_masks(_lips_and_hand_pose(), 128, 128, variant="ungated")
+    assert [m.shape for m in ungated] == [m.shape for m in paper]
+    assert all(np.array_equal(level, np.ones_like(level)) for level in ungated)
+    assert paper[0][0, 2, 8, 8] == 1.0 and paper[0][0, 2, 0, 0] == 0.0  # the paper's lips mask is not
+
+
 def test_unknown_mask_variant_is_refused():
     with pytest.raises(MmgtError, match="mask variant must be one of .*'paper'.* got 'released'"):
         branch_masks(_lips_and_hand_pose(), 128, 128, variant="released")

@@ -139,6 +139,28 @@ def test_video_step_resumes_exactly_and_exports_a_pipeline(synth_dataset, image_
     assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
 
 
+@pytest.mark.parametrize(
+    ("variant", "extra", "moved"),
+    [
+        ("plain", ["data.mask_variant=ungated", "objective.branch_weights=[1,0,0]"], {"global"}),
+        ("no_audio", ["objective.branch_weights=[0,0,0]"], set()),
+    ],
+)
+def test_ablation_variants_train_only_their_audio_branches(synth_dataset, image_export, variant, extra, moved):
+    out, image_final = image_export
+    init = [f"init_from={image_final}", "data.num_frames=4", *extra]
+    final = main(_cfg(synth_dataset, out, "video", variant, 2, init))
+    pipe = PoseToVideoPipeline.from_pretrained(final)
+    assert pipe.config.mask_variant == ("ungated" if variant == "plain" else "paper")  # inference builds the same
+    changed = {
+        name
+        for layer in pipe.audio_adapter.layers
+        for name, branch in layer.branches.items()
+        if branch.adapter.weight.abs().sum() > 0
+    }
+    assert changed == moved  # the other adapters stay exactly zero: they add nothing at inference either
+
+
 def _video_parts(seed: int = 0):
     torch.manual_seed(seed)
     parts = build_components("tiny")

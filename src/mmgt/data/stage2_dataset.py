@@ -18,7 +18,7 @@ from mmgt.audio.features import stage2_audio_features
 from mmgt.audio.windows import stack_context
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import ClipRecord, read_manifest
-from mmgt.pose.masks import branch_masks
+from mmgt.pose.masks import branch_masks, check_mask_variant
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.video_io import read_video_frames
@@ -166,8 +166,10 @@ class Stage2VideoDataset(Dataset):
         seed=0,
         samples_per_clip=4,
         pose_mouth=True,
+        mask_variant="paper",
     ):
         self.root = Path(dataset_dir)
+        self.mask_variant = check_mask_variant(mask_variant)
         self.records = [r for r in read_manifest(self.root, split) if r.num_frames >= num_frames]
         if not self.records:
             raise ValueError(f"{self.root}: no clip in split {split!r} has {num_frames} frames")
@@ -204,7 +206,9 @@ class Stage2VideoDataset(Dataset):
         return {
             "frames": _to_pixels(crop_resize(frames[span], full, self.size)),
             "poses": _to_pose_pixels(render_pose_sequence(window_pose, mouth=self.pose_mouth)),
-            "masks": [torch.from_numpy(m) for m in branch_masks(window_pose, self.size, self.size)],
+            "masks": [
+                torch.from_numpy(m) for m in branch_masks(window_pose, self.size, self.size, variant=self.mask_variant)
+            ],
             "audio": torch.from_numpy(np.ascontiguousarray(audio)),
             "reference": _to_pixels(crop_resize(frames[ref : ref + 1], full, self.size))[:, 0],
             "clip_id": self.records[clip].id,

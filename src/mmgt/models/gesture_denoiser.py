@@ -233,6 +233,9 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         rotary_theta: RoPE base wavelength.
         rotary: "head" rotates per-head queries and keys after the projections, time tokens without a position;
             "token" (released) rotates whole tokens before them, time tokens at positions F and F + 1 (``Attention``).
+        split_streams: ``True`` (the paper): the face stream sees the face keypoints (M_f) and the body stream the
+            rest (1 - M_f). ``False`` (the ablation of docs/ablations.md): both streams see every keypoint (M_f =
+            M_b = 1), so nothing separates face from body; the parameter count is unchanged.
 
     Deviation (``rotary="head"``, every preset but "released"): official SMGA (after EDGE) rotates the whole 512-d
     *input* of each attention before the q/k projections, giving the time tokens positions F and F + 1. mmgt's own
@@ -263,6 +266,7 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         num_time_tokens: int = 2,
         rotary_theta: float = 10_000.0,
         rotary: str = "head",
+        split_streams: bool = True,
     ):
         super().__init__()
         face_indices = _check_config(
@@ -272,7 +276,11 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
         d, frame_dim = hidden_dim, num_keypoints * 3
         face_mask = torch.zeros(num_keypoints, 1)
         face_mask[face_indices] = 1.0
+        body_mask = 1.0 - face_mask
+        if not split_streams:
+            face_mask, body_mask = torch.ones(num_keypoints, 1), torch.ones(num_keypoints, 1)
         self.register_buffer("face_mask", face_mask, persistent=False)  # (K, 1): M_f, broadcast over (x, y, score)
+        self.register_buffer("body_mask", body_mask, persistent=False)  # (K, 1): M_b
 
         # Motion encoders E_f, E_b: [x_t ⊙ M ; repeat(p0 ⊙ M)] (2*K*3) -> d (Paper Eqs. 5-8).
         self.face_encoder = nn.Linear(2 * frame_dim, d)
@@ -372,10 +380,10 @@ class GestureDenoiser(ModelMixin, ConfigMixin):
     # -- forward steps -----------------------------------------------------------------------------------------------
 
     def _embed_motion(self, sample: torch.Tensor, cond_pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Paper Eqs. 5-8: concat[x_t ⊙ M, repeat_F(p0 ⊙ M)] for M = M_f and M_b = 1 - M_f, each encoded to (B,F,D)."""
+        """Paper Eqs. 5-8: concat[x_t ⊙ M, repeat_F(p0 ⊙ M)] for M = M_f and M_b (1 - M_f), each encoded to (B,F,D)."""
         cond = cond_pose.unsqueeze(1).expand_as(sample)  # (B, F, K, 3): p0 repeated over the window
         face_in = torch.cat([(sample * self.face_mask).flatten(2), (cond * self.face_mask).flatten(2)], dim=-1)
-        body_mask = 1 - self.face_mask
+        body_mask = self.body_mask
         body_in = torch.cat([(sample * body_mask).flatten(2), (cond * body_mask).flatten(2)], dim=-1)  # (B, F, 2K*3)
         body_encoder = self.face_encoder if self.body_encoder is None else self.body_encoder
         return self.face_encoder(face_in), body_encoder(body_in)

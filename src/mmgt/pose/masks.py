@@ -58,6 +58,9 @@ MASK_VARIANTS: dict[str, str] = {
     "official_train": "h",  # the release's stage-II training data (the hands mask in the "full" slot)
     "official_pats": "1 - fh + l",  # the release's PATS dataset variant
     "official_pose2vid": "clip(1 - fh + l + h, 0, 1)",  # the release's pose-to-video script
+    # Ablation (docs/ablations.md): no motion masks at all, every branch's mask is 1 (the face_hands and lips
+    # channels too). With branch weights (1, 0, 0) MM-HAA becomes one plain, ungated audio cross-attention.
+    "ungated": "1 (and fh = l = 1)",
 }
 _NEEDS_HANDS = ("official_train", "official_pose2vid")
 
@@ -287,6 +290,8 @@ def _global_branch(variant: str, lips: np.ndarray, face_hands: np.ndarray, hands
         return hands
     if variant == "official_pats":
         return 1.0 - face_hands + lips
+    if variant == "ungated":
+        return np.ones_like(lips)
     return np.clip(1.0 - face_hands + lips + hands, 0.0, 1.0)  # official_pose2vid
 
 
@@ -312,6 +317,8 @@ def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]], variant: str) -> 
         # Spec §4.3-4.4 [decision]: the global branch (1 - V^l for "paper") is computed per level from the
         # processed masks.
         branches = {"global": _global_branch(variant, lips, face_hands, hands), "face_hands": face_hands, "lips": lips}
+        if variant == "ungated":
+            branches = {r: np.ones_like(lips) for r in BRANCHES}
         levels.append(np.stack([branches[r] for r in BRANCHES], axis=1).astype(np.float32))  # (F, R, h, w)
     return levels
 

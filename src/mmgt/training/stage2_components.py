@@ -301,6 +301,7 @@ def build_pipeline(
         make_stage2_scheduler(),
         audio_features=audio_spec,
         pose_mouth=cfg.data.pose_mouth,
+        mask_variant=cfg.data.mask_variant,
         **video_sampling(cfg.preset, window_frames=cfg.data.num_frames).to_dict(),  # the windows trained on
     )
     if encoder is not None:

@@ -99,6 +99,7 @@ def main(cfg: Stage2Train, resume: bool = False) -> Path:
             cfg.seed,
             cfg.data.samples_per_clip,
             cfg.data.pose_mouth,
+            cfg.data.mask_variant,
         )
 
     # Beyond the paper (video step, objective.sync_loss_weight > 0): the frozen lip-sync expert's term.
