@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mmgt.constants import FACE_OFFSET, NUM_KEYPOINTS
+from mmgt.constants import FACE_OFFSET, LEFT_HAND, NUM_KEYPOINTS, RIGHT_HAND
 from mmgt.contracts import PoseSequence
-from mmgt.evaluation.video_regions import mouth_activity, mouth_crops
+from mmgt.evaluation.video_regions import hand_psnr, mouth_activity, mouth_crops
 
 SIZE = 128
 MOUTH_Y = 74.0  # mouth line of the test face
@@ -92,3 +92,27 @@ def test_frames_without_a_visible_nose_give_nan():
 def test_frames_and_poses_must_have_the_same_length():
     with pytest.raises(Exception, match="2 frames but 3 pose frames"):
         mouth_crops(np.stack([_draw(0)] * 2), _poses([_face_keypoints(0)] * 3))
+
+
+def _hand_poses(frames: int, seen: bool = True) -> PoseSequence:
+    """The left hand spans x 20..40, y 80..100 (box grown by 25 %: x 15..45, y 75..105); the right hand unseen."""
+    kp = np.zeros((frames, NUM_KEYPOINTS, 2), np.float32)
+    kp[:, LEFT_HAND] = np.stack(np.meshgrid(np.linspace(20, 40, 7), np.linspace(80, 100, 3)), -1).reshape(-1, 2)
+    scores = np.zeros(kp.shape[:2], np.float32)
+    scores[:, LEFT_HAND] = 1.0 if seen else 0.0
+    scores[:, RIGHT_HAND] = 0.0
+    return PoseSequence(kp, scores, SIZE, SIZE)
+
+
+def test_hand_psnr_counts_only_the_hand_boxes():
+    real = np.full((2, SIZE, SIZE, 3), 100, np.uint8)
+    outside = real.copy()
+    outside[:, :70] = 0  # everything above the hand box wrong
+    assert hand_psnr(outside, real, _hand_poses(2)) == float("inf")
+    inside = real.copy()
+    inside[:, 75:105, 15:45] += 10  # every boxed pixel off by 10: MSE 100 -> 10 log10(255^2 / 100)
+    assert hand_psnr(inside, real, _hand_poses(2)) == pytest.approx(10 * np.log10(255**2 / 100), abs=1e-9)
+    half = real.copy()
+    half[:, 75:90, 15:45] += 10  # half of the boxed pixels off: MSE 50
+    assert hand_psnr(half, real, _hand_poses(2)) == pytest.approx(10 * np.log10(255**2 / 50), abs=1e-9)
+    assert np.isnan(hand_psnr(inside, real, _hand_poses(2, seen=False)))

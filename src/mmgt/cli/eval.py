@@ -48,15 +48,21 @@ def register(subparsers) -> None:
         help="Score a stage-2 model on held-out clips driven by their true poses and audio.",
         description="Regenerate held-out clips from their last frame (the reference), their ground-truth keypoints "
         "and their audio, and score them against the real frames: PSNR, SSIM, clothing-colour error and identity "
-        "(nearest reference by clothing colour), and mouth_r, the correlation of mouth-region pixel change with the "
-        "audio envelope. Conditions: 'audio' (own speech) and 'no_audio' (zero audio tokens); the real frames' "
-        "mouth_r is the ceiling.",
+        "(nearest reference by clothing colour), hand_psnr (PSNR inside the hand boxes) and mouth_r, the correlation "
+        "of mouth-region pixel change with the clip's own speech envelope. Conditions: 'audio' (own speech), "
+        "'no_audio' (zero audio tokens) and 'other_audio' (the next clip's speech; also mouth_r_driving, the r "
+        "against that speech); the real frames' mouth_r is the ceiling.",
     )
     _dataset_arguments(p, "stage-2")
     p.add_argument("--frames", type=int, default=None, help="score only the first N frames of each clip")
     p.add_argument("--size", type=int, default=128, help="output size (default 128)")
     add_video_sampling_arguments(p, windows=False)
-    p.add_argument("--conditions", nargs="+", default=["audio", "no_audio"], help="audio and/or no_audio")
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["audio", "no_audio"],
+        help="any of audio, no_audio, other_audio (default: audio no_audio)",
+    )
     p.add_argument("--encoder", type=Path, default=None, help="wav2vec2 folder, if the model reads wav2vec2 features")
     p.add_argument("--videos", type=Path, default=None, help="write real | generated side-by-side videos here")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -200,7 +206,7 @@ def _stage2(args: argparse.Namespace) -> int:
         videos_dir=args.videos,
         ids=ids,
     )
-    metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
+    metrics = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r", "hand_psnr", "mouth_r_driving")
     print(
         f"{len(result['clips'])} clips of {args.data} ({args.split}) at {args.size}px, "
         f"{sampling.num_inference_steps} steps, guidance {sampling.guidance_scale:g}"

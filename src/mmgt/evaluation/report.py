@@ -52,6 +52,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "pck": ("PCK@0.1", "higher"),
     "mouth_r": ("mouth-region r", "higher"),
     "colour_error": ("clothing colour error", "lower"),
+    "hand_psnr": ("hand-region PSNR (dB)", "higher"),
     "identity_ok": ("identity kept", "higher"),
 }
 
@@ -77,6 +78,8 @@ IMPLEMENTATION = {
     "pck": "share of ground-truth-visible points within 0.1 x the upper-body box size",
     "colour_error": "RGB distance of the output's median shirt colour (below the shoulders) to the reference's",
     "identity_ok": "share of clips whose output shirt colour is nearest to their own reference's",
+    "hand_psnr": "PSNR against the real frames over the pixels of the hand keypoint boxes (grown by 25 % each side), "
+    "pooled over the clip's frames, mean over clips",
     "mouth_r": "Pearson r of mouth-region pixel change (window fixed to the head) and the audio RMS envelope, best "
     "lag within ±2 frames",
     "fgd": "Fréchet distance of pose-autoencoder latents of {window}-frame windows, stride 16 ({detector})",

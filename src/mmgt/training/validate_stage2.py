@@ -7,11 +7,15 @@ audio, and scored against the real frames:
 * ``psnr`` / ``ssim`` — frame fidelity against the ground truth;
 * ``colour_error`` / ``identity_ok`` — the clothing colour of the output against the reference image's, and whether
   the clip's own reference is the nearest of all the evaluated references (identity kept);
-* ``mouth_r`` — Pearson r (best lag within ±2 frames) between the mouth-region pixel change and the audio envelope.
+* ``mouth_r`` — Pearson r (best lag within ±2 frames) between the mouth-region pixel change and the envelope of the
+  clip's own speech;
+* ``hand_psnr`` — PSNR inside the hand boxes (:func:`mmgt.evaluation.video_regions.hand_psnr`).
 
-Conditions: ``audio`` (the clip's own speech) and ``no_audio`` (zero audio tokens, the model's unconditional audio and
-its pose-only mode), so the audio's own contribution to the mouth shows as the drop from one to the other. The real
-frames are scored the same way (``ground_truth``) as the ceiling.
+Conditions: ``audio`` (the clip's own speech), ``no_audio`` (zero audio tokens, the model's unconditional audio and
+its pose-only mode) and ``other_audio`` (the next evaluated clip's speech, cut or padded to this clip's length), so
+the audio's own contribution to the mouth shows as the drop from the first to the others; ``other_audio`` also
+reports ``mouth_r_driving``, the r against the speech that drove it. The real frames are scored the same way
+(``ground_truth``) as the ceiling.
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ from mmgt.errors import MmgtError
 from mmgt.evaluation.image_quality import psnr, ssim
 from mmgt.evaluation.report import IMPLEMENTATION, Metric, Report
 from mmgt.evaluation.sync import audio_envelope, best_lag_correlation
-from mmgt.evaluation.video_regions import mouth_activity, torso_colour
+from mmgt.evaluation.video_regions import hand_psnr, mouth_activity, torso_colour
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.utils.audio_io import Audio, load_audio
 from mmgt.utils.video_io import read_video_frames
 from mmgt.utils.video_writer import save_video
 
-CONDITIONS = ("audio", "no_audio")
+CONDITIONS = ("audio", "no_audio", "other_audio")
 SAME_COLOUR = 12.0  # references closer than this (RGB units) are taken as the same identity's clothing
 
 
@@ -123,9 +127,11 @@ def evaluate_stage2(
         dataset_root: an mmgt dataset folder; ``split``: which clips; ``num_clips``: the first N of them.
         num_frames: score only the first N frames of each clip (None: all).
         size: output size (square); the real frames are resized the same way as in training.
-        conditions: any of ``audio``, ``no_audio``.
+        conditions: any of ``audio``, ``no_audio``, ``other_audio`` (needs two clips or more).
         num_inference_steps, guidance_scale: sampling (None: the model's).
-        videos_dir: if set, writes ``<clip>.mp4`` per clip: real | each condition, side by side, with the audio.
+        videos_dir: if set, writes ``<clip>.mp4`` per clip: real | each condition, side by side, with the audio,
+            and ``<condition>/<clip>.mp4``: that condition's frames alone with the clip's own audio, the layout
+            ``mmgt eval video --generated`` reads (FID, FVD, Sync-C/D of each condition).
         ids: only the clips of this id list (:func:`~mmgt.data.id_list.read_test_ids`); all must be in ``split``.
 
     Returns:
@@ -139,6 +145,13 @@ def evaluate_stage2(
     records = select_listed(read_manifest(root, split), ids, f"the {split} split of {root}")[:num_clips]
     if not records:
         raise MmgtError(f"{root}: no clips in split {split!r}")
+    if "other_audio" in conditions and len(records) < 2:
+        raise MmgtError("the other_audio condition needs at least 2 clips (each takes the next clip's speech)")
+
+    def speech(rec, n: int) -> np.ndarray:  # the clip's wave, padded or cut to n frames
+        wave = load_audio(rec.path(root, "audio"), sample_rate=rec.sample_rate)
+        samples = -(-n * rec.sample_rate // FPS)
+        return np.pad(wave, (0, max(0, samples - len(wave))))[:samples]
 
     clips, rows = [], {c: [] for c in ("ground_truth", *conditions)}
     references = []
@@ -148,8 +161,7 @@ def evaluate_stage2(
         poses_all = PoseSequence.load(rec.path(root, "keypoints"))
         n = min(len(real_all), poses_all.num_frames, num_frames or len(real_all))
         real, poses = real_all[:n], poses_all[:n]
-        wave = load_audio(rec.path(root, "audio"), sample_rate=rec.sample_rate)
-        wave = np.pad(wave, (0, max(0, -(-n * rec.sample_rate // FPS) - len(wave))))[: -(-n * rec.sample_rate // FPS)]
+        wave = speech(rec, n)
         reference, ref_pose = real_all[-1], poses_all[poses_all.num_frames - 1 : poses_all.num_frames]
         ref_colour = torso_colour(reference[None], ref_pose)
         references.append(ref_colour)
@@ -157,10 +169,16 @@ def evaluate_stage2(
         rows["ground_truth"].append({"mouth_r": _mouth_r(real, poses, wave, rec.sample_rate)})
         outputs = [real]
         for cond in conditions:
+            driving = {"audio": (wave, rec)}.get(cond)
+            if cond == "other_audio":
+                other = records[(i + 1) % len(records)]
+                driving = (speech(other, n) if other.sample_rate == rec.sample_rate else None, other)
+                if driving[0] is None:
+                    raise MmgtError(f"other_audio: clips {rec.id} and {other.id} have different sample rates")
             out = pipe(
                 reference,
                 poses,
-                Audio(wave, rec.sample_rate, name=str(rec.id)) if cond == "audio" else None,
+                None if driving is None else Audio(driving[0], rec.sample_rate, name=str(driving[1].id)),
                 height=size,
                 width=size,
                 num_inference_steps=num_inference_steps,
@@ -170,24 +188,23 @@ def evaluate_stage2(
             ).frames
             outputs.append(out)
             colour = torso_colour(out, poses)
-            rows[cond].append(
-                {
-                    "psnr": psnr(out, real),
-                    "ssim": ssim(out, real),
-                    "mouth_r": _mouth_r(out, poses, wave, rec.sample_rate),
-                    "colour_error": float(np.linalg.norm(colour - ref_colour)),
-                    "colour": colour,
-                }
-            )
+            row = {
+                "psnr": psnr(out, real),
+                "ssim": ssim(out, real),
+                "mouth_r": _mouth_r(out, poses, wave, rec.sample_rate),
+                "hand_psnr": hand_psnr(out, real, poses),
+                "colour_error": float(np.linalg.norm(colour - ref_colour)),
+                "colour": colour,
+            }
+            if cond == "other_audio":
+                row["mouth_r_driving"] = _mouth_r(out, poses, driving[0], rec.sample_rate)
+            rows[cond].append(row)
         if videos_dir is not None:
-            Path(videos_dir).mkdir(parents=True, exist_ok=True)
-            save_video(
-                Path(videos_dir) / f"{rec.id}.mp4",
-                np.concatenate(outputs, axis=2),
-                fps=FPS,
-                audio=wave,
-                sample_rate=rec.sample_rate,
-            )
+            named = [(Path(videos_dir) / f"{rec.id}.mp4", np.concatenate(outputs, axis=2))]
+            named += [(Path(videos_dir) / c / f"{rec.id}.mp4", out) for c, out in zip(conditions, outputs[1:])]
+            for path, frames in named:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_video(path, frames, fps=FPS, audio=wave, sample_rate=rec.sample_rate)
 
     # Identity: the output's clothing colour is nearest to its own reference (or one of the same colour).
     refs = np.stack(references)  # (N, 3)
@@ -196,11 +213,17 @@ def evaluate_stage2(
             dist = np.linalg.norm(refs - row.pop("colour"), axis=1)  # (N,)
             same = np.linalg.norm(refs - refs[i], axis=1) < SAME_COLOUR
             row["identity_ok"] = float(dist[same].min() < dist[~same].min()) if (~same).any() else 1.0
-    mean = {c: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for c, rs in rows.items()}
+    mean = {c: {k: _mean([r[k] for r in rs]) for k in rs[0]} for c, rs in rows.items()}
     return {"clips": clips, "per_clip": rows, "mean": mean}
 
 
-STAGE2_METRICS = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r")
+def _mean(values: list[float]) -> float:
+    """Mean over the clips where the value is defined (NaN: e.g. no hand seen in the clip); NaN if none is."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+STAGE2_METRICS = ("psnr", "ssim", "colour_error", "identity_ok", "mouth_r", "hand_psnr")
 
 
 def stage2_report(result: dict, inputs: dict) -> Report:
