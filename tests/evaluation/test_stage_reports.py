@@ -31,7 +31,7 @@ def test_stage2_report_keeps_the_real_frames_mouth_r_as_reference(synth_dataset,
     report = stage2_report(result, {"model": "tiny", "data": str(synth_dataset)})
     assert report.conditions == ["audio", "no_audio"]
     by_key = {m.key: m for m in report.metrics}
-    assert set(by_key) == {"psnr", "ssim", "colour_error", "identity_ok", "mouth_r"}
+    assert set(by_key) == {"psnr", "ssim", "colour_error", "identity_ok", "mouth_r", "hand_psnr"}
     assert by_key["mouth_r"].reference == result["mean"]["ground_truth"]["mouth_r"] > 0.5
     assert by_key["psnr"].values["audio"] == result["mean"]["audio"]["psnr"] and by_key["psnr"].reference is None
     write_report(report, tmp_path / "report")
