@@ -163,8 +163,8 @@ def _capture(module, store, key):
     return module.register_forward_hook(lambda mod, args, out: store.__setitem__(key, (args[0].detach(), out)))
 
 
-def test_face_and_body_encoders_see_only_their_keypoints():
-    model = _small().eval()
+def _encoder_inputs(model):
+    """(x (B, F, K*3), p0 repeated (B, F, K*3), face encoder input, body encoder input) of one forward."""
     sample, timestep, cond_pose, audio = _inputs()
     seen = {}
     hooks = [_capture(model.face_encoder, seen, "face"), _capture(model.body_encoder, seen, "body")]
@@ -172,9 +172,12 @@ def test_face_and_body_encoders_see_only_their_keypoints():
         model(sample, timestep, cond_pose, audio)
     for hook in hooks:
         hook.remove()
-    x = sample.flatten(2)  # (B, F, K*3)
-    cond = cond_pose.flatten(1)[:, None].expand_as(x)  # (B, F, K*3)
-    face_in, body_in = seen["face"][0], seen["body"][0]  # (B, F, 2*K*3) = [x_t ⊙ M ; p0 ⊙ M]
+    x = sample.flatten(2)
+    return x, cond_pose.flatten(1)[:, None].expand_as(x), seen["face"][0], seen["body"][0]
+
+
+def test_face_and_body_encoders_see_only_their_keypoints():
+    x, cond, face_in, body_in = _encoder_inputs(_small().eval())  # inputs (B, F, 2*K*3) = [x_t ⊙ M ; p0 ⊙ M]
     assert torch.equal(face_in, torch.cat([x * FACE_DIMS, cond * FACE_DIMS], dim=-1))
     assert torch.equal(body_in, torch.cat([x * ~FACE_DIMS, cond * ~FACE_DIMS], dim=-1))
     assert not face_in[..., : K * 3][..., ~FACE_DIMS].any() and not body_in[..., K * 3 :][..., FACE_DIMS].any()
@@ -183,16 +186,9 @@ def test_face_and_body_encoders_see_only_their_keypoints():
 def test_one_stream_ablation_feeds_every_keypoint_to_both_encoders():
     split, one = _small().eval(), _small(split_streams=False).eval()
     assert one.num_parameters() == split.num_parameters()
-    sample, timestep, cond_pose, audio = _inputs()
-    seen = {}
-    hooks = [_capture(one.face_encoder, seen, "face"), _capture(one.body_encoder, seen, "body")]
-    with torch.no_grad():
-        one(sample, timestep, cond_pose, audio)
-    for hook in hooks:
-        hook.remove()
-    x = sample.flatten(2)  # (B, F, K*3)
-    both = torch.cat([x, cond_pose.flatten(1)[:, None].expand_as(x)], dim=-1)
-    assert torch.equal(seen["face"][0], both) and torch.equal(seen["body"][0], both)
+    x, cond, face_in, body_in = _encoder_inputs(one)
+    both = torch.cat([x, cond], dim=-1)
+    assert torch.equal(face_in, both) and torch.equal(body_in, both)
 
 
 def test_shared_motion_encoder_has_one_linear():

@@ -290,8 +290,6 @@ def _global_branch(variant: str, lips: np.ndarray, face_hands: np.ndarray, hands
         return hands
     if variant == "official_pats":
         return 1.0 - face_hands + lips
-    if variant == "ungated":
-        return np.ones_like(lips)
     return np.clip(1.0 - face_hands + lips + hands, 0.0, 1.0)  # official_pose2vid
 
 
@@ -316,9 +314,14 @@ def _pyramid(masks: MotionMasks, sizes: list[tuple[int, int]], variant: str) -> 
                 hands = np.clip(_resize(hands, size, cv2.INTER_LINEAR), 0.0, 1.0)
         # Spec §4.3-4.4 [decision]: the global branch (1 - V^l for "paper") is computed per level from the
         # processed masks.
-        branches = {"global": _global_branch(variant, lips, face_hands, hands), "face_hands": face_hands, "lips": lips}
-        if variant == "ungated":
+        if variant == "ungated":  # no motion masks: every branch sees every pixel
             branches = {r: np.ones_like(lips) for r in BRANCHES}
+        else:
+            branches = {
+                "global": _global_branch(variant, lips, face_hands, hands),
+                "face_hands": face_hands,
+                "lips": lips,
+            }
         levels.append(np.stack([branches[r] for r in BRANCHES], axis=1).astype(np.float32))  # (F, R, h, w)
     return levels
 

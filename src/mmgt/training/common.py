@@ -32,7 +32,7 @@ from accelerate.utils import ProjectConfiguration
 from torch import nn
 
 from mmgt.config import OptimSection, save_config
-from mmgt.errors import MmgtError, debug_enabled
+from mmgt.errors import MmgtError, ModelFolderError, debug_enabled
 from mmgt.utils.files import error_summary
 
 logger = logging.getLogger(__name__)
@@ -367,3 +367,10 @@ def log_losses(accelerator: Accelerator, log: CSVLog | None, bar, step: int, los
     if log is not None:
         log.log(step, {**values, "lr": lr_scheduler.get_last_lr()[0]})
     bar.set_postfix(loss=f"{values['loss']:.4f}")
+
+
+def load_folder(cls, folder, what: str):
+    """``cls.from_pretrained(folder)`` from a local folder, with a one-line error naming ``what`` when it is absent."""
+    if not folder or not (Path(folder) / "config.json").is_file():
+        raise ModelFolderError(f"{what}: no model folder at {folder!r} (expected a config.json there)")
+    return cls.from_pretrained(folder, local_files_only=True)

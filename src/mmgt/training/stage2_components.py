@@ -31,6 +31,7 @@ from mmgt.models.pose_guider import PoseGuider
 from mmgt.models.stage2_presets import build_audio_modules, build_components, load_sd15_components, preset
 from mmgt.pipelines.pose_to_video import PoseToVideoPipeline
 from mmgt.pipelines.sampling_defaults import video_sampling
+from mmgt.training.common import load_folder
 
 logger = logging.getLogger(__name__)
 STEPS = ("image", "video")
@@ -245,13 +246,6 @@ def build_trainee(cfg: Stage2Train, parts: dict[str, nn.Module]) -> Stage2Traine
     for frozen in (parts["vae"], parts["image_encoder"]):
         frozen.requires_grad_(False).eval()
     return trainee
-
-
-def load_folder(cls, folder, what: str):
-    """``cls.from_pretrained(folder)`` from a local folder, with a one-line error naming ``what`` when it is absent."""
-    if not folder or not (Path(folder) / "config.json").is_file():
-        raise ModelFolderError(f"{what}: no model folder at {folder!r} (expected a config.json there)")
-    return cls.from_pretrained(folder, local_files_only=True)
 
 
 def checkpoint_exports(model: Stage2Trainee, parts: dict, step: str) -> dict[str, nn.Module]:

@@ -21,9 +21,8 @@ from mmgt.diffusion.stage2 import min_snr_weights, noise_offset, snr, v_target, 
 from mmgt.errors import MmgtError
 from mmgt.models.lipsync import LipSyncExpert, crop_mouths
 from mmgt.pipelines.pose_to_video import clip_pixels
-from mmgt.training.common import process_rows
+from mmgt.training.common import load_folder, process_rows
 from mmgt.training.lipsync_data import SyncClips
-from mmgt.training.stage2_components import load_folder
 
 
 @torch.no_grad()

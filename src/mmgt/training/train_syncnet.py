@@ -24,6 +24,7 @@ from mmgt.training import preflight
 from mmgt.training.common import (
     CSVLog,
     checkpoint_size,
+    load_folder,
     log_losses,
     optimizer_step,
     prepare_optimisation,
@@ -34,7 +35,6 @@ from mmgt.training.common import (
     validate_or_warn,
 )
 from mmgt.training.lipsync_data import SyncClips, sync_accuracy, training_batch
-from mmgt.training.stage2_components import load_folder
 from mmgt.utils.files import atomic_folder
 
 

@@ -170,12 +170,12 @@ def evaluate_stage2(
         rows["ground_truth"].append({"mouth_r": _mouth_r(real, poses, wave, rec.sample_rate)})
         outputs = [real]
         for cond in conditions:
-            driving = {"audio": (wave, rec)}.get(cond)
+            driving = (wave, rec) if cond == "audio" else None  # (speech, the clip it belongs to); None: zero tokens
             if cond == "other_audio":
                 other = records[(i + 1) % len(records)]
-                driving = (speech(other, n) if other.sample_rate == rec.sample_rate else None, other)
-                if driving[0] is None:
+                if other.sample_rate != rec.sample_rate:
                     raise MmgtError(f"other_audio: clips {rec.id} and {other.id} have different sample rates")
+                driving = (speech(other, n), other)
             out = pipe(
                 reference,
                 poses,
