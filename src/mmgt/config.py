@@ -194,6 +194,9 @@ class VaeTrain:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     kl_weight: float = 1e-6
+    # L1 and MSE of the face and hand boxes' pixels weigh 1 + region_weight (normalised to mean 1 per batch); 0 = all
+    # pixels alike. The tiny demo VAE needs it: unweighted, the 128 px face decodes without eyes or mouth.
+    region_weight: float = 0.0
     scaling_frames: int = 64  # train frames whose latent std sets vae.config.scaling_factor
     data: VaeData = field(default_factory=VaeData)
     model: ModelSection = field(default_factory=ModelSection)  # stage-2 preset; overrides apply to its "vae" section
@@ -241,6 +244,9 @@ class Stage2Objective:
     # Video step: the loss weight of latent pixels inside the lip mask is 1 + this (0 = the spec's plain loss). The
     # mouth covers a few latent pixels, so its share of the loss is tiny (tried on tiny: docs/stage2.md).
     lip_loss_weight: float = 0.0
+    # Both steps: latent pixels weigh 1 + this x their area share inside the face and hand boxes (mmgt.pose.masks.
+    # face_hand_regions); 0 = the spec's plain loss. At 128 px the face is a few latent pixels (docs/ablations.md).
+    region_loss_weight: float = 0.0
     # Video step, beyond the paper (docs/stage2.md): a frozen lip-sync expert (`mmgt train syncnet` export) scores
     # the decoded one-step x0 prediction's mouth crops against the window's audio; its loss, weighted by
     # alpha_bar_t, is added with this weight (0 = off, the spec).

@@ -6,9 +6,10 @@ import numpy as np
 
 from mmgt.audio.mel import mel_features
 from mmgt.audio.windows import stack_context
+from mmgt.constants import LIPS
 from mmgt.contracts import PoseSequence
 from mmgt.data.stage2_dataset import Stage2ImageDataset, Stage2VideoDataset, random_crop_box
-from mmgt.pose.masks import branch_masks
+from mmgt.pose.masks import branch_masks, face_hand_regions
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import load_audio
 
@@ -71,3 +72,21 @@ def test_pose_mouth_false_withholds_the_mouth_dots_but_not_the_lip_masks(synth_d
     image_full = Stage2ImageDataset(synth_dataset, size=48, seed=0)[1]["pose"]
     image_bare = Stage2ImageDataset(synth_dataset, size=48, seed=0, pose_mouth=False)[1]["pose"]
     assert image_bare.sum() < image_full.sum() and (image_bare <= image_full + 1e-6).all()
+
+
+def test_regions_are_the_face_and_hand_boxes_aligned_with_the_pixels(synth_dataset):
+    ds = Stage2VideoDataset(synth_dataset, "train", size=64, num_frames=6, seed=3)
+    item = ds[2]
+    rec = ds.records[2 % len(ds.records)]
+    pose = PoseSequence.load(synth_dataset / rec.keypoints)[item["start"] : item["start"] + 6].rescaled(64, 64)
+    assert item["regions"].shape == (6, 64, 64)
+    assert np.array_equal(item["regions"].numpy(), face_hand_regions(pose).astype(np.float32))
+    for k in range(6):  # every lip keypoint lies in a box, and the boxes are a minority of the frame
+        x, y = np.floor(pose.keypoints[k, list(LIPS)] + 0.5).astype(int).T
+        assert item["regions"][k].numpy()[y, x].all() and 0 < item["regions"][k].mean() < 0.5
+    # The image step crops them with the target: boxed target pixels are skin, hair or hands, not background.
+    image = Stage2ImageDataset(synth_dataset, "train", size=48, seed=0)[0]
+    assert image["regions"].shape == (1, 48, 48) and 0 < image["regions"].mean() < 0.5
+    inside = image["regions"][0] > 0.5
+    target = image["target"].permute(1, 2, 0).numpy()
+    assert np.abs(target[inside].mean(0) - target[~inside].mean(0)).sum() > 0.1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmgt.errors import MmgtError
-from mmgt.evaluation.image_quality import psnr, ssim
+from mmgt.evaluation.image_quality import masked_psnr, psnr, ssim
 
 
 def test_psnr_known_values():
@@ -20,6 +20,21 @@ def test_psnr_known_values():
     x = np.zeros((2, 3, 3, 1), np.float64)
     y = np.stack([np.ones((3, 3, 1)), np.full((3, 3, 1), 2.0)])
     assert psnr(x, y, data_range=1.0) == pytest.approx((0.0 + 10 * math.log10(1 / 4)) / 2)
+
+
+def test_masked_psnr_counts_only_the_masked_pixels():
+    target = np.zeros((2, 4, 4, 3), np.uint8)
+    pred = target.copy()
+    pred[:, :2] = 10  # the top half of both frames is off by 10
+    pred[1, 3, 3] = 250  # one bad pixel outside the mask
+    mask = np.zeros((2, 4, 4), bool)
+    mask[:, :2] = True
+    assert masked_psnr(pred, target, mask) == pytest.approx(20 * math.log10(255 / 10))
+    assert masked_psnr(pred, target, ~mask) < masked_psnr(pred, target, mask)
+    assert masked_psnr(target, target, mask) == math.inf
+    assert math.isnan(masked_psnr(pred, target, np.zeros_like(mask)))
+    with pytest.raises(MmgtError, match="does not match"):
+        masked_psnr(pred, target, mask[:, :3])
 
 
 def test_ssim_matches_skimage():

@@ -29,7 +29,7 @@ from mmgt.training.stage2_components import (
     trainable_counts,
     video_step_components,
 )
-from mmgt.training.stage2_objective import SyncTerm, lip_loss_weights, stage2_loss
+from mmgt.training.stage2_objective import SyncTerm, lip_loss_weights, region_loss_weights, stage2_loss
 from mmgt.training.train_stage2 import main
 from mmgt.utils.audio_io import Audio
 
@@ -349,6 +349,43 @@ def test_lip_loss_weights_upweight_exactly_the_lip_mask():
     assert lip_loss_weights(None, torch.Size((b, 4, f, h, w)), 9.0) is None
     with pytest.raises(MmgtError, match="lip mask"):
         lip_loss_weights(masks, torch.Size((b, 4, f, 8, 8)), 9.0)
+
+
+def test_region_loss_weights_are_area_shares_of_the_boxes():
+    b, f, h, w = 1, 2, 2, 2
+    regions = torch.zeros(b, f, 8, 8)  # pixels; latents are 4x smaller here
+    regions[0, 1, :4, :4] = 1.0  # frame 1: the whole top-left latent pixel
+    regions[0, 1, 4:6, 4:8] = 1.0  # ... and half of the bottom-right one
+    weights = region_loss_weights(regions, torch.Size((b, 4, f, h, w)), 4.0)
+    assert weights.shape == (b, 1, f, h, w)
+    assert torch.equal(weights[0, 0, 0], torch.ones(2, 2))
+    assert torch.equal(weights[0, 0, 1], torch.tensor([[5.0, 1.0], [1.0, 3.0]]))
+    assert region_loss_weights(regions, torch.Size((b, 4, f, h, w)), 0.0) is None
+    assert region_loss_weights(None, torch.Size((b, 4, f, h, w)), 4.0) is None
+    with pytest.raises(MmgtError, match="do not fit"):
+        region_loss_weights(regions, torch.Size((b, 4, f, 3, 3)), 4.0)
+
+
+def test_region_loss_weight_reweights_the_mse_and_is_off_at_0():
+    scheduler, cpu = make_stage2_scheduler(), torch.device("cpu")
+    parts = _video_parts()
+    inputs = _video_inputs(b=2, f=3)
+    inputs["regions"] = torch.zeros(2, 3, 64, 64)
+    inputs["regions"][:, :, 16:40, 24:40] = 1.0  # a face box
+    losses = {}
+    for weight in (0.0, 9.0):
+        cfg = load_config(Stage2Train, overrides=["step=video", f"objective.region_loss_weight={weight}"])
+        trainee = build_trainee(cfg, parts)
+        _nonzero_adapters(trainee)
+        losses[weight] = stage2_loss(trainee, scheduler, inputs, torch.Generator().manual_seed(1), cfg, cpu)
+    without = {k: v for k, v in inputs.items() if k != "regions"}
+    cfg0 = load_config(Stage2Train, overrides=["step=video"])
+    trainee = build_trainee(cfg0, parts)
+    _nonzero_adapters(trainee)
+    plain = stage2_loss(trainee, scheduler, without, torch.Generator().manual_seed(1), cfg0, cpu)
+    assert losses[0.0]["loss"] == plain["loss"]  # weight 0: exactly the spec's loss, regions or not
+    assert losses[9.0]["mse"] == plain["mse"]  # the logged MSE stays the plain one ...
+    assert not torch.isclose(losses[9.0]["loss"], plain["loss"], rtol=1e-4)  # ... the optimised loss is reweighted
 
 
 # ---------------------------------------------------------------------------------------------------------------------

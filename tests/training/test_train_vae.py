@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import csv
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
 
 from mmgt.config import VaeTrain, load_config
+from mmgt.constants import LIPS
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
 from mmgt.training.common import latest_checkpoint
-from mmgt.training.train_vae import FrameSource, latent_scaling_factor, main, reconstruction_psnr, to_pixels
+from mmgt.training.train_vae import (
+    FrameSource,
+    latent_scaling_factor,
+    main,
+    reconstruction_psnr,
+    to_pixels,
+    vae_losses,
+)
 
 TINY = [
     "batch_size=2",
@@ -66,6 +75,7 @@ def test_train_resume_and_export(synth_dataset, tmp_path):
     assert (run / "checkpoints" / "step-0000002" / "vae" / "config.json").is_file()
     val = _csv(run / "val_log.csv")
     assert [r["step"] for r in val] == [2, 3] and all(5 < r["val_psnr"] < 60 for r in val)
+    assert all(5 < r["val_region_psnr"] < 60 for r in val)  # the face and hand boxes alone
 
     # Interrupted after 2 steps, resumed to 3: identical losses (exact resume on CPU).
     main(_cfg(synth_dataset, tmp_path, "resumed", 2))
@@ -108,3 +118,69 @@ def test_bad_size_and_missing_split_fail_loudly(synth_dataset, tmp_path):
         FrameSource(train_only, "val")
     with pytest.raises(ValueError, match="split must be one of"):
         FrameSource(synth_dataset, "nope")
+
+
+def test_region_weight_weighs_the_boxes_and_keeps_the_loss_scale():
+    pixels = torch.zeros(1, 3, 2, 2)
+    reconstruction = torch.zeros(1, 3, 2, 2)
+    reconstruction[0, :, 0, 0] = 1.0  # error 1 in one pixel of four, every channel
+    regions = torch.zeros(1, 1, 2, 2)
+    regions[0, 0, 0, 0] = 1.0  # ... and that pixel is in a face box
+    kl = torch.zeros(1)
+    plain = vae_losses(reconstruction, pixels, kl, 1.0, 1.0, 0.0)
+    assert plain["l1"].item() == pytest.approx(0.25) and plain["mse"].item() == pytest.approx(0.25)
+    assert vae_losses(reconstruction, pixels, kl, 1.0, 1.0, 0.0, regions, 0.0)["l1"].item() == pytest.approx(0.25)
+    # Weights (4, 1, 1, 1) normalised by their mean 1.75: the boxed pixel's error counts 4 / 1.75.
+    weighted = vae_losses(reconstruction, pixels, kl, 1.0, 1.0, 0.0, regions, 3.0)
+    assert weighted["l1"].item() == pytest.approx(4 / 1.75 / 4, rel=1e-6)
+    assert weighted["loss"].item() == pytest.approx(2 * 4 / 1.75 / 4, rel=1e-6)
+    # An error outside the boxes now counts less than unweighted (1 / 1.75 of it).
+    reconstruction = torch.zeros(1, 3, 2, 2)
+    reconstruction[0, :, 1, 1] = 1.0
+    assert vae_losses(reconstruction, pixels, kl, 1.0, 1.0, 0.0, regions, 3.0)["l1"].item() == pytest.approx(
+        1 / 1.75 / 4, rel=1e-6
+    )
+
+
+def test_region_crops_follow_the_pixels(synth_dataset):
+    source = FrameSource(synth_dataset, "train")
+    whole, mask = source.random_crops(np.random.default_rng(5), 3, 64, (1.0, 1.0), hflip=False, regions=True)
+    assert mask.shape == (3, 1, 64, 64) and 0 <= mask.min() and mask.max() <= 1
+    # Whole frames: the mask is the frame's face and hand boxes, resized like the frame.
+    rng = np.random.default_rng(5)
+    clip = int(rng.integers(len(source.records)))
+    index = int(rng.integers(source.records[clip].num_frames))
+    boxes = source.regions(clip, index)  # (H, W) in {0, 255}
+    assert 0 < (boxes > 0).mean() < 0.5  # a face and two hands, not the whole frame
+    resized = cv2.resize(boxes, (64, 64), interpolation=cv2.INTER_LINEAR) / 255.0
+    np.testing.assert_allclose(mask[0, 0].numpy(), resized, atol=1 / 255 + 1e-6)
+    # The face box holds the mouth keypoints' pixels.
+    pose = source.store.pose(clip)
+    frame_h, frame_w = source.frame(clip, index).shape[:2]
+    mouth = pose.keypoints[index, list(LIPS)] * [frame_w / pose.width, frame_h / pose.height]
+    assert all(boxes[int(y), int(x)] == 255 for x, y in mouth)
+    # Flips move the mask with the pixels (the first sample's frame is the same; later draws shift with the coin).
+    flips = 0
+    for seed in range(6):
+        ref, ref_mask = source.random_crops(np.random.default_rng(seed), 1, 64, (1.0, 1.0), False, regions=True)
+        out, out_mask = source.random_crops(np.random.default_rng(seed), 1, 64, (1.0, 1.0), True, regions=True)
+        flipped = not torch.equal(out, ref)
+        flips += flipped
+        if flipped:
+            ref, ref_mask = ref.flip(-1), ref_mask.flip(-1)
+        assert torch.equal(out, ref) and torch.equal(out_mask, ref_mask)
+    assert 0 < flips < 6
+    # Without regions nothing else changes: same pixels, no mask.
+    plain, none = source.random_crops(np.random.default_rng(5), 3, 64, (1.0, 1.0), hflip=False)
+    assert none is None and torch.equal(plain, whole)
+
+
+def test_spread_regions_match_spread_frames(synth_dataset):
+    source = FrameSource(synth_dataset, "train")
+    frames, regions = source.spread_frames(4, 64), source.spread_regions(4, 64)
+    assert regions.shape == (4, 64, 64) and regions.dtype == bool
+    # The boxes cover the skin-coloured face: boxed pixels differ in colour from the rest of the frame.
+    assert all(0 < r.mean() < 0.5 for r in regions)
+    inside = np.stack([f[r].mean(axis=0) for f, r in zip(frames, regions)])
+    outside = np.stack([f[~r].mean(axis=0) for f, r in zip(frames, regions)])
+    assert np.abs(inside - outside).sum(axis=1).min() > 10

@@ -18,7 +18,7 @@ from mmgt.audio.features import stage2_audio_features
 from mmgt.audio.windows import stack_context
 from mmgt.contracts import PoseSequence
 from mmgt.data.manifest import ClipRecord, read_manifest
-from mmgt.pose.masks import branch_masks, check_mask_variant
+from mmgt.pose.masks import branch_masks, check_mask_variant, face_hand_regions
 from mmgt.pose.render import render_pose_sequence
 from mmgt.utils.audio_io import load_audio
 from mmgt.utils.video_io import read_video_frames
@@ -46,15 +46,15 @@ def random_crop_box(rng: np.random.Generator, height: int, width: int, scale=(0.
 
 
 def crop_resize(frames: np.ndarray, box, size: int) -> np.ndarray:
-    """Crop (..., H, W, 3) uint8 frames to ``box`` and resize to size x size (bilinear)."""
+    """Crop (..., H, W, C) uint8 frames (any channel count C) to ``box`` and resize to size x size (bilinear)."""
     import cv2
 
     top, left, h, w = box
     out = [
         cv2.resize(f[top : top + h, left : left + w], (size, size), interpolation=cv2.INTER_LINEAR)
         for f in frames.reshape(-1, *frames.shape[-3:])
-    ]
-    return np.stack(out).reshape(*frames.shape[:-3], size, size, 3)
+    ]  # cv2 drops a single channel axis; the reshape below restores it
+    return np.stack(out).reshape(*frames.shape[:-3], size, size, frames.shape[-1])
 
 
 CLIP_CACHE_BYTES = 2 * 2**30  # decoded frames kept in memory: all 160 training clips of 4 s at 128 px take 0.8 GB
@@ -90,7 +90,9 @@ class Stage2ImageDataset(Dataset):
     """Image step (II-a): (reference frame, target frame >= ``min_gap`` frames away, target pose image).
 
     The target frame and its pose image share one random crop; the reference gets its own. Items:
-    ``reference`` (3, S, S) in [-1, 1], ``target`` (3, S, S) in [-1, 1], ``pose`` (3, S, S) in [0, 1], ``clip_id``.
+    ``reference`` (3, S, S) in [-1, 1], ``target`` (3, S, S) in [-1, 1], ``pose`` (3, S, S) in [0, 1],
+    ``regions`` (1, S, S) in [0, 1] (the target's face and hand boxes, ``face_hand_regions``, cropped alike),
+    ``clip_id``.
     Sampling is deterministic given (seed, epoch, index).
     """
 
@@ -134,11 +136,13 @@ class Stage2ImageDataset(Dataset):
         box = random_crop_box(rng, height, width, self.crop_scale, self.crop_ratio)
         # (1, H, W, 3) at the video size, cropped like the target
         pose_img = render_pose_sequence(pose[tgt], mouth=self.pose_mouth)
+        regions = face_hand_regions(pose[tgt], width, height)[..., None].astype(np.uint8) * 255  # (1, H, W, 1)
         ref_box = random_crop_box(rng, height, width, self.crop_scale, self.crop_ratio)
         return {
             "reference": _to_pixels(crop_resize(frames[ref : ref + 1], ref_box, self.size))[:, 0],
             "target": _to_pixels(crop_resize(frames[tgt : tgt + 1], box, self.size))[:, 0],
             "pose": _to_pose_pixels(crop_resize(pose_img, box, self.size))[:, 0],
+            "regions": torch.from_numpy(crop_resize(regions, box, self.size)[..., 0]).float() / 255.0,
             "clip_id": self.records[clip].id,
         }
 
@@ -151,7 +155,9 @@ class Stage2VideoDataset(Dataset):
         ``masks`` list over UNet levels of (F, 3, S/8/2^l, S/8/2^l) float32 (the one mask function);
         ``audio`` (F, 5, L, D) float32 — ±2-frame windows of the per-frame audio features (all wav2vec2 layers, or
         the mel fallback with L = 1 when no encoder is given);
-        ``reference`` (3, S, S) in [-1, 1] — a random frame of the same clip; ``clip_id``, ``start``.
+        ``reference`` (3, S, S) in [-1, 1] — a random frame of the same clip; ``regions`` (F, S, S) float32 in
+        {0, 1}, the face and hand boxes (``face_hand_regions``: loss weights, not MM-HAA masks); ``clip_id``,
+        ``start``.
 
     Frames are resized (not cropped) to ``size`` so that keypoints, masks and pixels stay aligned exactly.
     """
@@ -211,6 +217,7 @@ class Stage2VideoDataset(Dataset):
             ],
             "audio": torch.from_numpy(np.ascontiguousarray(audio)),
             "reference": _to_pixels(crop_resize(frames[ref : ref + 1], full, self.size))[:, 0],
+            "regions": torch.from_numpy(face_hand_regions(window_pose)).float(),
             "clip_id": self.records[clip].id,
             "start": start,
         }

@@ -49,6 +49,23 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> flo
     return float(per_frame.mean())
 
 
+def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, data_range: float = 255.0) -> float:
+    """PSNR in dB over the pixels where ``mask`` is true, pooled over frames (NaN when the mask is empty).
+
+    Args:
+        pred, target: (N, H, W, C) images.
+        mask: (N, H, W) bool, e.g. the face and hand boxes of ``mmgt.pose.masks.motion_masks``.
+    """
+    pred, target = _as_frames(pred, target)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != pred.shape[:3]:
+        raise MmgtError(f"masked PSNR: mask {mask.shape} does not match images {pred.shape[:3]}")
+    if not mask.any():
+        return float("nan")
+    mse = ((pred - target) ** 2)[mask].mean()
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
 def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> float:
     """Structural similarity with an 11x11 Gaussian window (sigma 1.5), averaged over channels and frames.
 

@@ -192,6 +192,20 @@ def motion_masks(
     return MotionMasks(lips=lips, face_hands=face_hands, hands=hands)
 
 
+REGION_MARGIN = 0.2  # loss regions: the face and hand boxes grow by this share of their size per side (hair, fingers)
+
+
+def face_hand_regions(
+    pose: PoseSequence, width: int | None = None, height: int | None = None, margin: float = REGION_MARGIN
+) -> np.ndarray:
+    """(F, height, width) bool: the face and hand boxes grown by ``margin`` (see :func:`region_boxes`).
+
+    Not a motion mask of the method: the training losses' ``region_weight`` options (VAE, stage 2) weigh these
+    pixels more, because at small sizes an unweighted loss spends its capacity on background and torso.
+    """
+    return motion_masks(pose, width, height, margin).face_hands
+
+
 def mask_frames_to_uint8(mask: np.ndarray) -> np.ndarray:
     """(F, H, W) bool mask -> (F, H, W, 3) uint8 frames, white (255) inside the region and black (0) outside."""
     mask = np.asarray(mask)

@@ -83,7 +83,7 @@ def check_vae(cfg, resume: bool = False) -> RunPlan:
     _positive(cfg, "data.size", "scaling_frames", "validation.num_frames")
     _multiple_of_8(cfg, "data.size")
     _fraction_range(cfg, "data.crop_scale")
-    _non_negative(cfg, "l1_weight", "mse_weight", "kl_weight")
+    _non_negative(cfg, "l1_weight", "mse_weight", "kl_weight", "region_weight")
     _choice(cfg, "model.preset", tuple(STAGE2_PRESETS))
     _overrides(cfg, AutoencoderKL)
     _choice(cfg, "validation.split", SPLITS)
@@ -102,7 +102,7 @@ def check_stage2(cfg, resume: bool = False) -> RunPlan:
     _positive(cfg, "data.size", "data.num_frames", "data.samples_per_clip", "objective.snr_gamma")
     _multiple_of_8(cfg, "data.size")
     _non_negative(cfg, "data.min_gap", "objective.noise_offset", "objective.lip_loss_weight")
-    _non_negative(cfg, "objective.sync_loss_weight")
+    _non_negative(cfg, "objective.region_loss_weight", "objective.sync_loss_weight")
     if cfg.objective.sync_loss_weight > 0:
         if cfg.step != "video":
             raise ConfigError("objective.sync_loss_weight applies to the video step only (step=video)")

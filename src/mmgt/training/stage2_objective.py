@@ -37,7 +37,8 @@ def encode_batch(
 
     Returns:
         ``latents`` (B, C, F, h, w), ``ref_latents`` (B, C, h, w), ``clip_embeds`` (B, 1, D), ``pose_images``
-        (B*F, 3, H, W), ``audio`` (B, F, 5, L, D) or None, ``branch_masks`` list of (B*F, 3, h, w) or None.
+        (B*F, 3, H, W), ``audio`` (B, F, 5, L, D) or None, ``branch_masks`` list of (B*F, 3, h, w) or None,
+        ``regions`` (B, F, H, W) face and hand boxes in [0, 1] or None (a batch without them).
     """
     device, dtype, scale = vae.device, vae.dtype, vae.config.scaling_factor
     video = "frames" in batch
@@ -58,6 +59,7 @@ def encode_batch(
         "pose_images": poses.permute(0, 2, 1, 3, 4).reshape(b * f, 3, h, w).float(),
         "audio": batch["audio"].float() if video else None,
         "branch_masks": [m.flatten(0, 1).float() for m in batch["masks"]] if video else None,
+        "regions": None if "regions" not in batch else batch["regions"].float(),  # image step: F = 1
     }
 
 
@@ -110,7 +112,15 @@ def stage2_loss(
     target = v_target(scheduler, latents, noise, timesteps)  # (B, C, F, h, w)
     squared = (pred.float() - target.float()) ** 2  # (B, C, F, h, w)
     mse = squared.mean(dim=(1, 2, 3, 4))  # (B,)
-    pixel_weights = lip_loss_weights(masks, latents.shape, obj.lip_loss_weight)
+    extra = [
+        w - 1.0
+        for w in (
+            lip_loss_weights(masks, latents.shape, obj.lip_loss_weight),
+            region_loss_weights(cond.get("regions"), latents.shape, obj.region_loss_weight),
+        )
+        if w is not None
+    ]
+    pixel_weights = 1.0 + sum(extra) if extra else None  # (B, 1, F, h, w)
     if pixel_weights is not None:  # a weighted mean: the loss scale stays that of the plain MSE
         squared = squared * pixel_weights
         mse_for_loss = squared.sum(dim=(1, 2, 3, 4)) / (pixel_weights.sum(dim=(1, 2, 3, 4)) * latents.shape[1])
@@ -183,6 +193,25 @@ class SyncTerm:
             sounds = torch.stack([audio[i, t : t + self.frames] for t in starts]).to(windows.device)  # (W, 5, A)
             out.append(F.softplus(-self.expert(windows, sounds.float())).mean())  # BCE against "in sync"
         return torch.stack(out)
+
+
+def region_loss_weights(regions: torch.Tensor | None, shape: torch.Size, weight: float) -> torch.Tensor | None:
+    """Per-latent-pixel loss weights 1 + ``weight`` * the share of the pixel's area inside the face and hand boxes.
+
+    Args:
+        regions: (B, F, H, W) pixel-size boxes in [0, 1] (the datasets' ``regions``), or None.
+        shape: the latents' shape (B, C, F, h, w); H and W are multiples of h and w (the VAE's factor).
+
+    Returns:
+        (B, 1, F, h, w) weights >= 1, or None (no regions, or weight 0).
+    """
+    if regions is None or weight == 0:
+        return None
+    b, _, f, h, w = shape
+    if regions.shape[:2] != (b, f) or regions.shape[-2] % h or regions.shape[-1] % w:
+        raise MmgtError(f"regions {tuple(regions.shape)} do not fit latents {tuple(shape)}")
+    share = F.adaptive_avg_pool2d(regions.flatten(0, 1).float()[:, None], (h, w))  # (B*F, 1, h, w) area shares
+    return 1.0 + weight * share.reshape(b, f, h, w)[:, None]
 
 
 def lip_loss_weights(masks: list[torch.Tensor] | None, shape: torch.Size, lip_weight: float) -> torch.Tensor | None:
