@@ -175,7 +175,7 @@ def test_stage1_validation_failures_are_warnings_and_the_export_is_complete(
 
 
 def test_vae_final_validation_failure_keeps_the_export(synth_dataset, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(train_vae, "reconstruction_psnr", _fail)
+    monkeypatch.setattr(train_vae, "reconstructions", _fail)
     overrides = ["batch_size=1", "data.size=64", "validation.num_frames=2", "scaling_frames=2", "max_steps=1"]
     cfg = load_config(VaeTrain, overrides=[*overrides, f"data.root={synth_dataset}", f"output_root={tmp_path}"])
     with caplog.at_level(logging.WARNING, logger="mmgt"):
