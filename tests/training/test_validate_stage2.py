@@ -52,3 +52,30 @@ def test_scores_each_condition_against_the_real_frames_and_writes_side_by_sides(
 def test_other_audio_needs_two_clips(synth_dataset):
     with pytest.raises(MmgtError, match="other_audio condition needs at least 2 clips"):
         evaluate_stage2(tiny_stage2(), synth_dataset, "test", num_clips=1, conditions=("other_audio",))
+
+
+def test_each_condition_drives_the_pipeline_with_its_own_audio(synth_dataset, monkeypatch):
+    """audio: the clip's speech; no_audio: no audio at all (zero tokens); silent_audio: zeros of the same length and
+    rate through the encoder; other_audio: the next clip's speech."""
+    pipe, seen = tiny_stage2(), []
+    real_call = type(pipe).__call__
+
+    def recording(self, reference, poses, audio, **kwargs):
+        seen.append(None if audio is None else (audio.name, audio.sample_rate, audio.wave.copy()))
+        return real_call(self, reference, poses, audio, **kwargs)
+
+    conditions = ("audio", "no_audio", "silent_audio", "other_audio")
+    monkeypatch.setattr(type(pipe), "__call__", recording)
+    evaluate_stage2(
+        pipe, synth_dataset, "test", num_clips=2, num_frames=FRAMES, size=64, conditions=conditions,
+        num_inference_steps=1,
+    )  # fmt: skip
+    clips = [r.id for r in read_manifest(synth_dataset, "test")][:2]
+    assert len(seen) == 2 * len(conditions)
+    for i, clip in enumerate(clips):
+        own, none, silent, other = seen[i * 4 : i * 4 + 4]
+        assert none is None
+        assert own[0] == silent[0] == clip and other[0] == clips[(i + 1) % 2]
+        assert own[1] == silent[1] == 16000 and len(own[2]) == len(silent[2]) == FRAMES * 16000 // 25
+        assert np.abs(own[2]).max() > 0.05 and not silent[2].any()  # speech vs exact zeros
+        assert not np.array_equal(other[2], own[2])

@@ -50,7 +50,8 @@ def register(subparsers) -> None:
         "and their audio, and score them against the real frames: PSNR, SSIM, clothing-colour error and identity "
         "(nearest reference by clothing colour), hand_psnr (PSNR inside the hand boxes) and mouth_r, the correlation "
         "of mouth-region pixel change with the clip's own speech envelope. Conditions: 'audio' (own speech), "
-        "'no_audio' (zero audio tokens) and 'other_audio' (the next clip's speech; also mouth_r_driving, the r "
+        "'no_audio' (zero audio tokens), 'silent_audio' (a zeroed waveform through the audio encoder) and "
+        "'other_audio' (the next clip's speech; also mouth_r_driving, the r "
         "against that speech); the real frames' mouth_r is the ceiling.",
     )
     _dataset_arguments(p, "stage-2")
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
         "--conditions",
         nargs="+",
         default=["audio", "no_audio"],
-        help="any of audio, no_audio, other_audio (default: audio no_audio)",
+        help="any of audio, no_audio, silent_audio, other_audio (default: audio no_audio)",
     )
     p.add_argument("--encoder", type=Path, default=None, help="wav2vec2 folder, if the model reads wav2vec2 features")
     p.add_argument("--videos", type=Path, default=None, help="write real | generated side-by-side videos here")

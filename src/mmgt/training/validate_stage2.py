@@ -12,7 +12,9 @@ audio, and scored against the real frames:
 * ``hand_psnr`` — PSNR inside the hand boxes (:func:`mmgt.evaluation.video_regions.hand_psnr`).
 
 Conditions: ``audio`` (the clip's own speech), ``no_audio`` (zero audio tokens, the model's unconditional audio and
-its pose-only mode) and ``other_audio`` (the next evaluated clip's speech, cut or padded to this clip's length), so
+its pose-only mode, which training teaches by dropping the audio while the target mouth still moves),
+``silent_audio`` (a zeroed waveform of the clip's length through the audio encoder: what a user who mutes the speech
+gets) and ``other_audio`` (the next evaluated clip's speech, cut or padded to this clip's length), so
 the audio's own contribution to the mouth shows as the drop from the first to the others; ``other_audio`` also
 reports ``mouth_r_driving``, the r against the speech that drove it. The real frames are scored the same way
 (``ground_truth``) as the ceiling.
@@ -41,7 +43,7 @@ from mmgt.utils.audio_io import Audio, load_audio
 from mmgt.utils.video_io import read_video_frames
 from mmgt.utils.video_writer import save_video
 
-CONDITIONS = ("audio", "no_audio", "other_audio")
+CONDITIONS = ("audio", "no_audio", "silent_audio", "other_audio")
 DEFAULT_CONDITIONS = ("audio", "no_audio")  # other_audio costs a third generation pass: asked for by name
 SAME_COLOUR = 12.0  # references closer than this (RGB units) are taken as the same identity's clothing
 
@@ -128,7 +130,7 @@ def evaluate_stage2(
         dataset_root: an mmgt dataset folder; ``split``: which clips; ``num_clips``: the first N of them.
         num_frames: score only the first N frames of each clip (None: all).
         size: output size (square); the real frames are resized the same way as in training.
-        conditions: any of ``audio``, ``no_audio``, ``other_audio`` (needs two clips or more).
+        conditions: any of ``audio``, ``no_audio``, ``silent_audio``, ``other_audio`` (needs two clips or more).
         num_inference_steps, guidance_scale: sampling (None: the model's).
         videos_dir: if set, writes ``<clip>.mp4`` per clip: real | each condition, side by side, with the audio,
             and ``<condition>/<clip>.mp4``: that condition's frames alone with the clip's own audio, the layout
@@ -171,6 +173,8 @@ def evaluate_stage2(
         outputs = [real]
         for cond in conditions:
             driving = (wave, rec) if cond == "audio" else None  # (speech, the clip it belongs to); None: zero tokens
+            if cond == "silent_audio":
+                driving = (np.zeros_like(wave), rec)
             if cond == "other_audio":
                 other = records[(i + 1) % len(records)]
                 if other.sample_rate != rec.sample_rate:
