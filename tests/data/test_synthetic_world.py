@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmgt.constants import num_frames_for
+from mmgt.constants import BODY_INDEX, FACE_OFFSET, num_frames_for
 from mmgt.data.synthetic.world import (
     clip_seed,
     clip_split,
@@ -36,6 +36,30 @@ def test_generate_clip_is_deterministic_and_consistent():
     assert len(a.events["gestures"]) == len(a.events["drive_stressed_s"])
     c = generate_clip(12, 1.3, 64, person)
     assert not np.array_equal(a.wave, c.wave)
+
+
+def test_decoupled_body_keeps_the_mouth_on_the_speech_and_moves_the_body_to_another_utterance():
+    person = make_identities(1, seed=3)[0]
+    coupled = generate_clip(11, 4.0, 128, person)
+    decoupled = generate_clip(11, 4.0, 128, person, decoupled_body=True)
+    np.testing.assert_array_equal(coupled.wave, decoupled.wave)  # the same speech
+    assert decoupled.events["drive_stressed_s"] == coupled.events["drive_stressed_s"]
+    body = decoupled.events["body_stressed_s"]
+    assert body and body != coupled.events["drive_stressed_s"]
+    # The beat gestures (and nods) sit on the unheard utterance's stressed onsets, not on this clip's.
+    assert [g["onset_s"] for g in decoupled.events["gestures"]] == body
+    assert [g["onset_s"] for g in coupled.events["gestures"]] == coupled.events["drive_stressed_s"]
+
+    def lip_gap(clip):  # inner lips, top and bottom middle points (face 62, 66), in pixels
+        kp = clip.pose.keypoints
+        return np.linalg.norm(kp[:, FACE_OFFSET + 66] - kp[:, FACE_OFFSET + 62], axis=1)
+
+    # The mouth opens with the clip's own speech either way (head rotation only changes the projection a little) ...
+    assert np.corrcoef(lip_gap(coupled), lip_gap(decoupled))[0, 1] > 0.95
+    assert np.abs(lip_gap(decoupled) - lip_gap(coupled)).max() < 0.5
+    # ... while the wrists follow different gestures.
+    wrists = [BODY_INDEX["right_wrist"], BODY_INDEX["left_wrist"]]
+    assert np.abs(decoupled.pose.keypoints[:, wrists] - coupled.pose.keypoints[:, wrists]).max() > 5.0
 
 
 def test_identities_are_deterministic_prefix_stable_and_distinct():
@@ -125,3 +149,22 @@ def test_cli_synth(tmp_path, capsys):
     out = capsys.readouterr().out.strip()
     assert out.startswith("wrote 1 clips (0 train / 0 val / 1 test) of 0.4 s at 64px") and out.endswith(" s")
     assert (tmp_path / "ds/clips/synth_00000.mp4").is_file() and (tmp_path / "ds/manifest.jsonl").is_file()
+
+
+def test_cli_synth_decoupled_body_is_recorded_and_changes_only_the_motion(tmp_path):
+    from mmgt.cli import synth
+    from mmgt.data.manifest import read_manifest
+
+    parser = argparse.ArgumentParser(prog="mmgt")
+    synth.register(parser.add_subparsers())
+    common = ["--clips", "1", "--seconds", "2", "--size", "64", "--identities", "1", "--quiet"]
+    for name, extra in (("plain", []), ("decoupled", ["--decoupled-body"])):
+        args = parser.parse_args(["synth", "--out", str(tmp_path / name), *common, *extra])
+        assert args.func(args) == 0
+    config = {n: json.loads((tmp_path / n / "synth_config.json").read_text()) for n in ("plain", "decoupled")}
+    assert "decoupled_body" not in config["plain"] and config["decoupled"]["decoupled_body"] is True
+    plain, decoupled = (read_manifest(tmp_path / n)[0] for n in ("plain", "decoupled"))
+    assert (tmp_path / "plain" / plain.audio).read_bytes() == (tmp_path / "decoupled" / decoupled.audio).read_bytes()
+    assert (tmp_path / "plain" / plain.keypoints).read_bytes() != (
+        tmp_path / "decoupled" / decoupled.keypoints
+    ).read_bytes()

@@ -35,6 +35,13 @@ def register(subparsers) -> None:
         help="speak this share of the clips (default 0.5 when given without a value) with the espeak-ng binary "
         "instead of procedural speech; needs espeak-ng on PATH",
     )
+    p.add_argument(
+        "--decoupled-body",
+        action="store_true",
+        help="the mouth follows each clip's speech, but head nods, sway and beat gestures follow a second, unheard "
+        "utterance: poses without the mouth points then say nothing about the speech (for testing whether stage 2 "
+        "takes the mouth from the audio; not a world for training stage 1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
 
@@ -53,6 +60,7 @@ def _synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         tts_fraction=args.tts,
+        decoupled_body=args.decoupled_body,
     )
     splits = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
     print(

@@ -318,8 +318,16 @@ def _hand(wrist: np.ndarray, elbow: np.ndarray, curl: np.ndarray, length: float,
     return np.stack(pts, axis=1)
 
 
-def pose_from_plan(drive: AudioDrive, plan: MotionPlan, body: BodyShape, size: int) -> PoseSequence:
-    """Deterministic keypoints (pixels of a ``size`` x ``size`` image) for a drive and a plan."""
+def pose_from_plan(
+    drive: AudioDrive, plan: MotionPlan, body: BodyShape, size: int, mouth_drive: AudioDrive | None = None
+) -> PoseSequence:
+    """Deterministic keypoints (pixels of a ``size`` x ``size`` image) for a drive and a plan.
+
+    ``mouth_drive`` (same frame count) opens the mouth instead of ``drive``, whose events then move only the head
+    and hands: the decoupled world of :func:`animate_with_events`.
+    """
+    if mouth_drive is not None and mouth_drive.num_frames != drive.num_frames:
+        raise MmgtError(f"mouth drive has {mouth_drive.num_frames} frames, the body drive {drive.num_frames}")
     n, s = drive.num_frames, float(size)
     kp, scores = np.zeros((n, NUM_KEYPOINTS, 2)), np.ones((n, NUM_KEYPOINTS))
     # Torso: neck sways sideways, shoulders tilt slightly.
@@ -332,7 +340,7 @@ def pose_from_plan(drive: AudioDrive, plan: MotionPlan, body: BodyShape, size: i
     hip_w = np.array([body.shoulder_half * body.hip_half_ratio, 0.0])
     _set_body(kp, neck=neck, right_shoulder=r_sh, left_shoulder=l_sh, right_hip=hip_c - hip_w, left_hip=hip_c + hip_w)
     # Head.
-    _place_head(kp, drive, plan, body, neck)
+    _place_head(kp, drive, plan, body, neck, drive if mouth_drive is None else mouth_drive)
     # Arms and hands.
     for side, sh, sign in (("right", r_sh, -1.0), ("left", l_sh, 1.0)):
         offset, activity = _wrist_offsets(drive, plan, side)
@@ -359,9 +367,12 @@ def _set_body(kp: np.ndarray, **points: np.ndarray) -> None:
         kp[:, BODY_INDEX[name]] = xy
 
 
-def _place_head(kp: np.ndarray, drive: AudioDrive, plan: MotionPlan, body: BodyShape, neck: np.ndarray) -> None:
-    """Rotate the face template by the head angles and project it (orthographic) above the neck."""
-    face, ears = _face_points(drive, plan, body)
+def _place_head(
+    kp: np.ndarray, drive: AudioDrive, plan: MotionPlan, body: BodyShape, neck: np.ndarray, mouth_drive: AudioDrive
+) -> None:
+    """Rotate the face template by the head angles (from ``drive``) and project it (orthographic) above the neck;
+    ``mouth_drive``'s envelope opens the mouth."""
+    face, ears = _face_points(mouth_drive, plan, body)
     yaw, pitch, roll = _head_angles(drive, plan)
     rot = _rotation(yaw, pitch, roll)
     w = body.head_size
@@ -393,13 +404,21 @@ def animate(drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: 
 
 
 def animate_with_events(
-    drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: int
+    drive: AudioDrive, rng: np.random.Generator, body: BodyShape, size: int, body_drive: AudioDrive | None = None
 ) -> tuple[PoseSequence, dict]:
-    """:func:`animate` plus the JSON-serialisable gestures, nods and blinks it chose (for dataset metadata)."""
+    """:func:`animate` plus the JSON-serialisable gestures, nods and blinks it chose (for dataset metadata).
+
+    With ``body_drive`` (another utterance's drive, same frame count) the head nods, pause sway and beat gestures
+    follow *its* events while ``drive`` still opens the mouth: a body that moves like a speaker's but carries no
+    information about this clip's speech, so only the audio (or the mouth itself) can tell where the mouth opens.
+    """
     if size < 16:
         raise MmgtError(f"size must be at least 16 pixels, got {size}")
-    plan = plan_motion(drive, rng)
-    return pose_from_plan(drive, plan, body, size), plan.events()
+    if body_drive is None:
+        plan = plan_motion(drive, rng)
+        return pose_from_plan(drive, plan, body, size), plan.events()
+    plan = plan_motion(body_drive, rng)
+    return pose_from_plan(body_drive, plan, body, size, mouth_drive=drive), plan.events()
 
 
 def rest_pose(body: BodyShape, size: int) -> PoseSequence:

@@ -84,7 +84,9 @@ def make_identities(n: int, seed: int) -> list[Identity]:
     return identities
 
 
-def generate_clip(seed: int, seconds: float, size: int, identity: Identity, tts: bool = False) -> SynthClip:
+def generate_clip(
+    seed: int, seconds: float, size: int, identity: Identity, tts: bool = False, decoupled_body: bool = False
+) -> SynthClip:
     """Speech for ``identity``'s voice, motion caused by it, and the rendered frames.
 
     Args:
@@ -93,6 +95,10 @@ def generate_clip(seed: int, seconds: float, size: int, identity: Identity, tts:
         size: frame side in pixels, :data:`MIN_SIZE` to :data:`MAX_SIZE` (64-512 recommended).
         identity: who speaks.
         tts: use espeak-ng speech (:func:`mix_tts`) instead of procedural speech.
+        decoupled_body: the mouth follows this clip's speech, but the head nods, sway and beat gestures follow the
+            events of a second, unheard utterance of the same voice and length (its own random stream; the clip's
+            audio is unchanged). A world for testing whether stage 2 takes the mouth from the audio: its poses,
+            mouth points withheld, say nothing about the speech. Stage 1 cannot learn the body from such audio.
 
     Returns:
         A :class:`SynthClip`; ``events`` holds the true syllables (``[onset, vowel_onset, offset, stressed,
@@ -107,7 +113,12 @@ def generate_clip(seed: int, seconds: float, size: int, identity: Identity, tts:
         speech = synthesize_speech(seconds, speech_rng, identity.voice)
     # The couplings are defined on the audio itself: the motion reads detected events, never the synthesis log.
     drive = audio_drive(speech.wave, speech.sample_rate)
-    pose, motion_events = animate_with_events(drive, motion_rng, identity.body, size)
+    body_drive = None
+    if decoupled_body:  # a separate stream, so the clip's speech and its own motion draws stay as without the flag
+        other_rng = np.random.default_rng(np.random.SeedSequence([int(seed), GENERATOR_VERSION, 1]))
+        other = mix_tts(seconds, other_rng) if tts else synthesize_speech(seconds, other_rng, identity.voice)
+        body_drive = audio_drive(other.wave, other.sample_rate)
+    pose, motion_events = animate_with_events(drive, motion_rng, identity.body, size, body_drive=body_drive)
     frames = draw_frames(pose.keypoints, pose.scores, identity.appearance, size)
     events = {
         "speech": "espeak-ng" if tts else "procedural",
@@ -116,6 +127,8 @@ def generate_clip(seed: int, seconds: float, size: int, identity: Identity, tts:
         "drive_stressed_s": [round(float(t), 4) for t in drive.stressed_times_s],
         **motion_events,
     }
+    if body_drive is not None:
+        events["body_stressed_s"] = [round(float(t), 4) for t in body_drive.stressed_times_s]
     return SynthClip(speech.wave, speech.sample_rate, pose, frames, events)
 
 
@@ -149,10 +162,10 @@ def _write_one(job: tuple) -> object:
     """Generate and write clip ``index`` (runs in a worker process)."""
     from mmgt.data.manifest import write_clip
 
-    out_dir, index, seed, seconds, size, identity, n_identities, tts_fraction = job
+    out_dir, index, seed, seconds, size, identity, n_identities, tts_fraction, decoupled_body = job
     cseed = clip_seed(seed, index)
     tts = _uses_tts(cseed, tts_fraction)
-    clip = generate_clip(cseed, seconds, size, identity, tts=tts)
+    clip = generate_clip(cseed, seconds, size, identity, tts=tts, decoupled_body=decoupled_body)
     meta = {
         "generator": f"mmgt.synthetic/{GENERATOR_VERSION}",
         "seed": cseed,
@@ -185,6 +198,7 @@ def write_synthetic_dataset(
     workers: int = 1,
     progress: bool = True,
     tts_fraction: float = 0.0,
+    decoupled_body: bool = False,
 ) -> list:
     """Write a synthetic dataset in the mmgt format (docs/data.md) and return its clip records.
 
@@ -202,6 +216,7 @@ def write_synthetic_dataset(
         workers: processes generating clips in parallel.
         progress: show a tqdm progress bar.
         tts_fraction: share of clips (chosen by seed) spoken by espeak-ng instead of procedural speech.
+        decoupled_body: head and hands follow an unheard utterance, the mouth the clip's own (:func:`generate_clip`).
 
     Returns:
         The :class:`mmgt.data.manifest.ClipRecord` of every clip, in index order.
@@ -229,12 +244,17 @@ def write_synthetic_dataset(
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
     }
+    if decoupled_body:  # only when set, so the configs of earlier datasets still match on a rerun
+        config["decoupled_body"] = True
     _open_out_dir(out, config)
     for person in people:
         _write_png(out / "identities" / f"{person.name}.png", reference_image(person, size))
     with atomic_output(out / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    jobs = [(str(out), i, seed, seconds, size, people[i % identities], identities, tts_fraction) for i in range(clips)]
+    jobs = [
+        (str(out), i, seed, seconds, size, people[i % identities], identities, tts_fraction, decoupled_body)
+        for i in range(clips)
+    ]
     records = _run_jobs(jobs, workers, progress)
     write_manifest(out, records)
     return records
