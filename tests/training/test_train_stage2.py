@@ -29,7 +29,13 @@ from mmgt.training.stage2_components import (
     trainable_counts,
     video_step_components,
 )
-from mmgt.training.stage2_objective import SyncTerm, lip_loss_weights, region_loss_weights, stage2_loss
+from mmgt.training.stage2_objective import (
+    SyncTerm,
+    latent_loss_weights,
+    lip_loss_weights,
+    region_loss_weights,
+    stage2_loss,
+)
 from mmgt.training.train_stage2 import main
 from mmgt.utils.audio_io import Audio
 
@@ -365,6 +371,22 @@ def test_region_loss_weights_are_area_shares_of_the_boxes():
     assert region_loss_weights(None, torch.Size((b, 4, f, h, w)), 4.0) is None
     with pytest.raises(MmgtError, match="do not fit"):
         region_loss_weights(regions, torch.Size((b, 4, f, 3, 3)), 4.0)
+
+
+def test_lip_and_region_weights_add_their_extras():
+    b, f, h, w = 1, 1, 2, 2
+    lips = torch.zeros(b * f, h, w)
+    lips[0, 0, 0] = 1.0  # the top-left latent pixel is lips ...
+    masks = [torch.stack([1 - lips, torch.zeros_like(lips), lips], dim=1)]
+    regions = torch.zeros(b, f, 8, 8)
+    regions[0, 0, :4, :8] = 1.0  # ... and the whole top row is inside a face box
+    shape = torch.Size((b, 4, f, h, w))
+    weights = latent_loss_weights(masks, regions, shape, 9.0, 4.0)
+    assert torch.equal(weights[0, 0, 0], torch.tensor([[14.0, 5.0], [1.0, 1.0]]))  # 1 + 9 + 4, 1 + 4, 1, 1
+    assert torch.equal(latent_loss_weights(masks, regions, shape, 9.0, 0.0), lip_loss_weights(masks, shape, 9.0))
+    assert torch.equal(latent_loss_weights(masks, regions, shape, 0.0, 4.0), region_loss_weights(regions, shape, 4.0))
+    assert latent_loss_weights(masks, regions, shape, 0.0, 0.0) is None
+    assert latent_loss_weights(None, None, shape, 9.0, 4.0) is None
 
 
 def test_region_loss_weight_reweights_the_mse_and_is_off_at_0():

@@ -14,12 +14,13 @@ from mmgt.config import VaeTrain, load_config
 from mmgt.constants import LIPS
 from mmgt.data.manifest import read_manifest
 from mmgt.errors import MmgtError
+from mmgt.evaluation.image_quality import psnr
 from mmgt.training.common import latest_checkpoint
 from mmgt.training.train_vae import (
     FrameSource,
     latent_scaling_factor,
     main,
-    reconstruction_psnr,
+    reconstructions,
     to_pixels,
     vae_losses,
 )
@@ -93,7 +94,7 @@ def test_train_resume_and_export(synth_dataset, tmp_path):
     assert (latents * scale).std().item() == pytest.approx(1.0, rel=0.2)  # other frames than the estimate's
     # The final PSNR row is what the exported weights give on the same val frames.
     val_frames = FrameSource(synth_dataset, _split(synth_dataset)).spread_frames(3, 64)
-    assert reconstruction_psnr(vae, val_frames) == pytest.approx(val[-1]["val_psnr"], abs=1e-4)
+    assert psnr(reconstructions(vae, val_frames), val_frames) == pytest.approx(val[-1]["val_psnr"], abs=1e-4)
 
 
 def test_scaling_factor_is_inverse_latent_std():

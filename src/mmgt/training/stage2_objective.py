@@ -112,15 +112,9 @@ def stage2_loss(
     target = v_target(scheduler, latents, noise, timesteps)  # (B, C, F, h, w)
     squared = (pred.float() - target.float()) ** 2  # (B, C, F, h, w)
     mse = squared.mean(dim=(1, 2, 3, 4))  # (B,)
-    extra = [
-        w - 1.0
-        for w in (
-            lip_loss_weights(masks, latents.shape, obj.lip_loss_weight),
-            region_loss_weights(cond.get("regions"), latents.shape, obj.region_loss_weight),
-        )
-        if w is not None
-    ]
-    pixel_weights = 1.0 + sum(extra) if extra else None  # (B, 1, F, h, w)
+    pixel_weights = latent_loss_weights(
+        masks, cond.get("regions"), latents.shape, obj.lip_loss_weight, obj.region_loss_weight
+    )  # (B, 1, F, h, w) or None
     if pixel_weights is not None:  # a weighted mean: the loss scale stays that of the plain MSE
         squared = squared * pixel_weights
         mse_for_loss = squared.sum(dim=(1, 2, 3, 4)) / (pixel_weights.sum(dim=(1, 2, 3, 4)) * latents.shape[1])
@@ -193,6 +187,28 @@ class SyncTerm:
             sounds = torch.stack([audio[i, t : t + self.frames] for t in starts]).to(windows.device)  # (W, 5, A)
             out.append(F.softplus(-self.expert(windows, sounds.float())).mean())  # BCE against "in sync"
         return torch.stack(out)
+
+
+def latent_loss_weights(
+    masks: list[torch.Tensor] | None,
+    regions: torch.Tensor | None,
+    shape: torch.Size,
+    lip_weight: float,
+    region_weight: float,
+) -> torch.Tensor | None:
+    """Per-latent-pixel loss weights 1 + ``lip_weight`` * lip mask + ``region_weight`` * face/hand area share.
+
+    Args:
+        masks, regions, shape: as :func:`lip_loss_weights` and :func:`region_loss_weights`.
+
+    Returns:
+        (B, 1, F, h, w) weights >= 1, or None when neither term applies (the plain spec MSE).
+    """
+    lips = lip_loss_weights(masks, shape, lip_weight)
+    boxes = region_loss_weights(regions, shape, region_weight)
+    if lips is None or boxes is None:
+        return boxes if lips is None else lips
+    return lips + boxes - 1.0
 
 
 def region_loss_weights(regions: torch.Tensor | None, shape: torch.Size, weight: float) -> torch.Tensor | None:

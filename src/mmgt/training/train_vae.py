@@ -180,11 +180,6 @@ def reconstructions(vae: AutoencoderKL, frames: np.ndarray, batch_size: int = 8)
     return np.concatenate(out)
 
 
-def reconstruction_psnr(vae: AutoencoderKL, frames: np.ndarray, batch_size: int = 8) -> float:
-    """Mean PSNR (dB, uint8 scale) of ``vae`` reconstructions (posterior mode) of (N, H, W, 3) uint8 frames."""
-    return psnr(reconstructions(vae, frames, batch_size), frames)
-
-
 @torch.no_grad()
 def latent_scaling_factor(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator | None) -> float:
     """1 / std of posterior samples of (N, 3, H, W) frames: scaled latents then have unit variance (SD's rule)."""
